@@ -1,0 +1,45 @@
+# The two commands of the README: `make reproduce` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SCALE  ?= small
+TORCH  := torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install reproduce test test-fast lab organism bench clean
+
+# torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml requirements/cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -c requirements/cpu.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name stoplib --display-name "Python (stoplib)" >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the notebook suite at SCALE (default: small) and write figures/ and results/latest/.
+reproduce: install
+	$(BIN)/stoplib reproduce --scale $(SCALE)
+
+## Run every test, including every notebook under papermill at scale=tiny.
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not notebook and not slow"
+
+lab: install
+	$(BIN)/jupyter lab notebooks --allow-root
+
+organism: install
+	$(BIN)/stoplib toy --scale small
+
+bench: install
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf results/ .pytest_cache

@@ -1,0 +1,111 @@
+"""`stoplib ...`: headless runs with the same store and configs as the notebooks.
+
+    stoplib reproduce [--scale small] [--only 00]   run the notebook suite with papermill
+    stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism
+    stoplib info                                     provenance: versions, device, commit
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import SCALES, repo_root
+
+
+def notebook_paths(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks, in order (``only`` filters by number prefix, e.g. "00")."""
+    paths = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
+    if not paths:
+        raise FileNotFoundError(f"no notebooks matched {only!r} in {repo_root() / 'notebooks'}")
+    return paths
+
+
+def run_notebooks(
+    scale: str = "small",
+    *,
+    results_root: str | Path = "results",
+    figures_dir: str | Path = "figures",
+    only: list[str] | None = None,
+    extra: dict | None = None,
+    log_output: bool = False,
+) -> list[Path]:
+    """Execute notebooks with papermill; executed copies go to ``results_root/notebooks/``."""
+    import papermill as pm
+
+    root = repo_root()
+    results_root, figures_dir = Path(results_root), Path(figures_dir)
+    if not results_root.is_absolute():
+        results_root = root / results_root
+    if not figures_dir.is_absolute():
+        figures_dir = root / figures_dir
+    out_dir = results_root / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for nb in notebook_paths(only):
+        params = dict(scale=scale, results_root=str(results_root), figures_dir=str(figures_dir), **(extra or {}))
+        out = out_dir / nb.name
+        start = time.time()
+        print(f"[stoplib] running {nb.name} (scale={scale}) ...", flush=True)
+        pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
+                            cwd=str(root), progress_bar=False, log_output=log_output)
+        print(f"[stoplib] {nb.name} done in {time.time() - start:.0f}s -> {out}", flush=True)
+        outputs.append(out)
+    return outputs
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    run_notebooks(args.scale, results_root=args.results_root, figures_dir=args.figures_dir, only=args.only)
+
+
+def _cmd_toy(args: argparse.Namespace) -> None:
+    from .toy import organism
+
+    out = organism.build_organism(
+        Path(args.out) if args.out else organism.organism_path(args.scale),
+        organism.ORGANISM_PRESETS[args.scale],
+        progress=not args.quiet,
+    )
+    print(out)
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from .store import provenance
+
+    print(json.dumps(provenance(), indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = argparse.ArgumentParser(prog="stoplib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("reproduce", help="run the notebook suite with papermill")
+    rep.add_argument("--scale", choices=SCALES, default="small")
+    rep.add_argument("--results-root", default="results")
+    rep.add_argument("--figures-dir", default="figures")
+    rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 03")
+    rep.set_defaults(func=_cmd_reproduce)
+
+    toy = sub.add_parser("toy", help="build (train) the built-in reasoning organism")
+    toy.add_argument("--scale", choices=("tiny", "small"), default="small")
+    toy.add_argument("--out", help="output directory (default: the shipped weights' directory)")
+    toy.add_argument("--quiet", action="store_true")
+    toy.set_defaults(func=_cmd_toy)
+
+    info = sub.add_parser("info", help="print provenance (versions, device, git commit)")
+    info.set_defaults(func=_cmd_info)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

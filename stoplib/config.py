@@ -1,0 +1,126 @@
+"""Run configuration: scale presets and ``resolve()``, the one place derived values come from.
+
+Notebooks take literal parameters (scale, model, engine, seed, results_root, ...) and call
+``resolve(...)`` to get a frozen ``RunConfig``. Stage configs derived from it are hashed by
+the store, so a change of any setting gives a new run directory.
+
+Scales:
+- ``tiny``: CI smoke; the same code path with small numbers (seconds to a minute per notebook).
+- ``small``: the default of ``make reproduce``: the built-in organism on 2 CPU cores.
+- ``paper``: the paper's protocol (64 paths, prune at 2048 tokens to 8, T=0.6, top-p 0.95,
+  top-k 40, max 16,384 new tokens) for real models on GPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .engines.base import SamplingParams
+
+SCALES = ("tiny", "small", "paper")
+ENGINES = ("hf", "vllm")
+
+# The paper's sampling protocol (PAPER_SPEC section 0, item 7).
+PAPER_SAMPLING = SamplingParams(temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=16384, seed=0, logprobs=20)
+
+
+@dataclass(frozen=True)
+class ScalePreset:
+    """How big each stage is at one scale."""
+
+    n_paths: int  # N paths sampled per problem
+    keep: int  # k paths kept after the check
+    n_eval_problems: int  # held-out problems evaluated (0 = all of the benchmark)
+    batch_size: int  # rows decoded together by the HF engine
+
+
+PRESETS: dict[str, ScalePreset] = {
+    "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=64),
+    "small": ScalePreset(n_paths=32, keep=4, n_eval_problems=64, batch_size=512),
+    "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64),
+}
+
+
+@dataclass(frozen=True)
+class ModelDefaults:
+    """Per-model defaults: where to load it, how long its paths are, where to prune."""
+
+    path: str
+    prefix_len: int
+    max_new_tokens: int
+    chat_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def model_defaults(model: str, scale: str) -> ModelDefaults:
+    """Defaults for ``model``: "toy" (the built-in organism) or a hub id / local path."""
+    if model == "toy":
+        from .toy import organism
+
+        return ModelDefaults(
+            path=str(organism.organism_path("small")),
+            prefix_len=organism.DEFAULT_PREFIX_LEN,
+            max_new_tokens=organism.MAX_NEW_TOKENS,
+        )
+    return ModelDefaults(path=model, prefix_len=2048, max_new_tokens=PAPER_SAMPLING.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a notebook or CLI run needs, resolved from a few literal parameters."""
+
+    scale: str
+    model: str
+    model_path: str
+    engine: str
+    seed: int
+    results_root: str
+    figures_dir: str
+    n_paths: int
+    keep: int
+    prefix_len: int
+    n_eval_problems: int
+    batch_size: int
+    sampling: SamplingParams
+    chat_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve(
+    scale: str = "small",
+    model: str = "toy",
+    engine: str = "hf",
+    seed: int = 0,
+    results_root: str = "results",
+    figures_dir: str = "figures",
+    **overrides: Any,
+) -> RunConfig:
+    """Resolve notebook parameters into a ``RunConfig``; ``overrides`` replace any field.
+
+    Unknown scale, engine or override names raise ``ValueError`` naming the valid choices.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {SCALES}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    preset = PRESETS[scale]
+    defaults = model_defaults(model, scale)
+    sampling = PAPER_SAMPLING.with_(seed=seed, max_new_tokens=defaults.max_new_tokens)
+    config = RunConfig(
+        scale=scale, model=model, model_path=defaults.path, engine=engine, seed=seed,
+        results_root=str(results_root), figures_dir=str(figures_dir), n_paths=preset.n_paths,
+        keep=preset.keep, prefix_len=defaults.prefix_len, n_eval_problems=preset.n_eval_problems,
+        batch_size=preset.batch_size, sampling=sampling, chat_kwargs=dict(defaults.chat_kwargs),
+    )
+    unknown = set(overrides) - set(RunConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown config fields {sorted(unknown)}; valid: {sorted(RunConfig.__dataclass_fields__)}")
+    return replace(config, **overrides)
+
+
+def repo_root() -> Path:
+    """The repository root (the directory above the stoplib package)."""
+    return Path(__file__).resolve().parent.parent
