@@ -1,0 +1,142 @@
+"""Prompt text per problem kind and prompt token ids per model (chat template or plain encoding).
+
+The paper's zero-shot CoT prompts (PAPER_SPEC §7.2): math problems get ``MATH_INSTRUCTION``;
+GPQA gets 'Please show your choice in the answer field with only the choice letter, e.g.,
+"ANSWER": "C".' Where the instruction goes is not specified; we append it to the question in the
+user turn (INFERRED), and for multiple choice we list the options as "A) text" lines and name the
+allowed letters. Toy problems are used as they are (the toy model has its own chat template).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from stoplib.problems import Problem
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def multiple_choice_instruction(letters: Sequence[str]) -> str:
+    """The answer-format instruction for multiple choice, naming the allowed letters."""
+    example = "C" if "C" in letters else letters[0]
+    return (
+        "Please reason step by step, and show your choice in the answer field with only the "
+        f'choice letter (one of {", ".join(letters)}), e.g., "ANSWER": "{example}".'
+    )
+
+
+def format_question(problem: Problem) -> str:
+    """The user-turn text: the question followed by the instruction for its kind."""
+    if problem.kind == "math":
+        return f"{problem.prompt}\n\n{MATH_INSTRUCTION}"
+    if problem.kind == "multiple_choice":
+        options = "\n".join(f"{letter}) {text}" for letter, text in problem.options or ())
+        instruction = multiple_choice_instruction(problem.letters)
+        return f"{problem.prompt}\n\n{options}\n\n{instruction}"
+    if problem.kind == "toy":
+        return problem.prompt
+    raise ValueError(f"unknown problem kind {problem.kind!r}")
+
+
+def _as_int_list(encoded: Any) -> list[int]:
+    """Plain ``list[int]`` from what ``apply_chat_template``/``encode`` return across versions."""
+    if isinstance(encoded, Mapping) or hasattr(encoded, "input_ids"):  # dict / BatchEncoding
+        encoded = encoded["input_ids"]
+    if hasattr(encoded, "tolist"):  # tensor / array
+        encoded = encoded.tolist()
+    encoded = list(encoded)
+    if encoded and isinstance(encoded[0], (list, tuple)):  # a batch of one
+        if len(encoded) != 1:
+            raise ValueError(f"expected one sequence of token ids, got a batch of {len(encoded)}")
+        encoded = list(encoded[0])
+    return [int(token) for token in encoded]
+
+
+def build_prompt_ids(
+    problem: Problem,
+    tokenizer: Any,
+    *,
+    system: str | None = None,
+    use_chat_template: bool | None = None,
+    chat_kwargs: dict[str, Any] | None = None,
+) -> list[int]:
+    """Token ids of the prompt for one problem, ready for generation.
+
+    With a chat template (used by default when the tokenizer has one): the optional system turn,
+    the user turn ``format_question(problem)`` and the generation prompt; ``chat_kwargs`` go to the
+    template (e.g. ``reasoning_effort="medium"`` for gpt-oss). Without one: the plain encoding of
+    ``system + "\\n\\n" + question`` (or of the question alone) with the tokenizer's special tokens.
+    """
+    text = format_question(problem)
+    has_template = getattr(tokenizer, "chat_template", None) is not None
+    if use_chat_template is None:
+        use_chat_template = has_template
+    if use_chat_template:
+        if not has_template:
+            raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        messages.append({"role": "user", "content": text})
+        encoded = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, **(chat_kwargs or {})
+        )
+        return _as_int_list(encoded)
+    if chat_kwargs:
+        raise ValueError("chat_kwargs given but no chat template is used")
+    if system is not None:
+        text = f"{system}\n\n{text}"
+    return _as_int_list(tokenizer.encode(text))
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What a model family needs at prompt time; ``patterns`` match lower-cased model ids."""
+
+    name: str
+    patterns: tuple[str, ...]
+    use_system_prompt: bool
+    chat_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+
+MODEL_FAMILIES: dict[str, ModelFamily] = {
+    "deepseek-r1-distill-qwen": ModelFamily(
+        name="deepseek-r1-distill-qwen",
+        patterns=("deepseek-r1-distill-qwen", "deepseek-r1-0528-qwen3"),
+        use_system_prompt=False,
+        notes="DeepSeek-R1 recommends no system prompt: all instructions in the user turn. "
+        "The template opens the <think> block. Paper: DS-Qwen-2.5-1.5B/7B and DS-Qwen-3-8B "
+        "(INFERRED: DeepSeek-R1-0528-Qwen3-8B), T=0.6, top-p 0.95, top-k 40.",
+    ),
+    "qwen3": ModelFamily(
+        name="qwen3",
+        patterns=("qwen3",),
+        use_system_prompt=True,
+        notes="Thinking mode is on by default; pass chat_kwargs={'enable_thinking': False} to "
+        "turn it off.",
+    ),
+    "gpt-oss": ModelFamily(
+        name="gpt-oss",
+        patterns=("gpt-oss",),
+        use_system_prompt=True,
+        chat_kwargs={"reasoning_effort": "medium"},
+        notes="Harmony chat format; the paper uses reasoning effort 'medium' "
+        "(chat_kwargs={'reasoning_effort': 'medium'}).",
+    ),
+    "toy": ModelFamily(
+        name="toy",
+        patterns=("toy",),
+        use_system_prompt=False,
+        notes="The built-in model organism (stoplib.toy): its tokenizer has its own chat "
+        "template; toy problems are used as they are.",
+    ),
+}
+
+
+def family_of(model_id: str) -> str:
+    """The MODEL_FAMILIES key matching a model id or path, or "unknown"."""
+    lowered = model_id.lower()
+    for name, family in MODEL_FAMILIES.items():
+        if any(pattern in lowered for pattern in family.patterns):
+            return name
+    return "unknown"
