@@ -1,0 +1,339 @@
+"""STOP (Type IV): a learned [STOP] token, a LoRA critique adapter and a head on a frozen LM.
+
+Two-stage forward, as in the paper (Eq. 4) and the authors' code (PAPER_SPEC 4.2):
+
+1. the prefix (prompt + generated prefix) is encoded by the frozen base model with the
+   adapter OFF, giving its KV cache — exactly the cache that generation produced;
+2. M copies of one learned embedding are appended as ``inputs_embeds`` with the adapter ON,
+   positions continuing after each row's true prefix length (left padding);
+   the final-layer (post-norm) hidden state of the last [STOP] position goes through a
+   linear head: score = sigmoid(head(h)) = predicted probability that the path succeeds.
+
+The adapter rests disabled: the scorer can share its base model with a sampling engine,
+which then sees the plain base model. Check crops the M appended positions off the cache,
+so the cache is left exactly as Launch produced it and Resume is undisturbed.
+
+Checkpoints (``save_pretrained`` / ``from_pretrained``): ``stop_config.json``, the adapter in
+peft format under ``adapter/`` (loadable by plain ``PeftModel.from_pretrained``), and the
+head + [STOP] embedding in ``stop_head.safetensors``. The authors' released layout
+(``adapter/classifier/``, ``classifier_head.pth``, ``assess_token_embedding.pth``,
+``assess_token_config.json``, a 2-way head) loads through ``from_authors_checkpoint``;
+their ``.pth`` files are read with ``torch.load(weights_only=True)`` (no pickled code runs).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """Architecture of a STOP module. Defaults: M=4 tokens, all-linear LoRA r=8, alpha=2r.
+
+    ``use_adapter=False`` is the paper's "w/o adapter" ablation: no LoRA, and the [STOP]
+    embedding is frozen, so only the head trains — a linear probe on the frozen model's
+    final state at the last [STOP] position.
+    """
+
+    token: str = "[STOP]"
+    num_tokens: int = 4
+    use_adapter: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ALL_LINEAR
+    base_model: str = ""
+    base_revision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {self.num_tokens}")
+        if self.use_adapter and self.lora_r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StopConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names - {"format_version", "hidden_size"}
+        if unknown:
+            raise ValueError(f"unknown StopConfig fields {sorted(unknown)}")
+        d = {k: v for k, v in d.items() if k in names}
+        if "target_modules" in d:
+            d["target_modules"] = tuple(d["target_modules"])
+        return cls(**d)
+
+
+def _decoder(model: nn.Module) -> nn.Module:
+    """The transformer body (no LM head) of a causal LM, through any peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
+
+
+def _present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
+    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)}
+    found = [t for t in targets if t in names]
+    if not found:
+        raise ValueError(f"none of the LoRA target modules {list(targets)} exist in the model (linear layers: {sorted(names)})")
+    return found
+
+
+class StopScorer(nn.Module):
+    """The STOP module on a (frozen) Hugging Face causal LM.
+
+    ``scorer(input_ids, attention_mask)`` returns logits (B,) for left-padded prefixes;
+    ``score_cache(cache, attention_mask)`` scores prefixes already in a KV cache (Check).
+    """
+
+    def __init__(self, base_model: nn.Module, tokenizer: Any, config: StopConfig = StopConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        if config.token not in tokenizer.get_vocab():
+            tokenizer.add_tokens([config.token])
+        self.token_id = tokenizer.convert_tokens_to_ids(config.token)
+        for p in base_model.parameters():
+            p.requires_grad_(False)
+        embeddings = base_model.get_input_embeddings().weight
+        hidden = embeddings.shape[1]
+        if self.token_id < embeddings.shape[0]:  # a spare row exists: start from it, as the authors do
+            init = embeddings[self.token_id].detach().clone()
+        else:  # the [STOP] embedding lives outside the vocabulary; start from the mean embedding
+            init = embeddings.detach().float().mean(0).to(embeddings.dtype)
+        self.stop_embedding = nn.Parameter(init, requires_grad=config.use_adapter)
+        self.head = nn.Linear(hidden, 1, dtype=embeddings.dtype, device=embeddings.device)
+        if config.use_adapter:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=_present_targets(base_model, config.target_modules), bias="none",
+            )
+            self.model = get_peft_model(base_model, lora)
+            self._lora_params = [p for n, p in self.model.named_parameters() if "lora_" in n]
+            self._set_adapter(False)
+        else:
+            self.model = base_model
+            self._lora_params = []
+        self.eval()  # deterministic scoring by default; training calls .train()
+
+    # ------------------------------------------------------------------ adapter switch
+    def _set_adapter(self, on: bool) -> None:
+        if not self.config.use_adapter:
+            return
+        if on:
+            self.model.base_model.enable_adapter_layers()
+        else:
+            self.model.base_model.disable_adapter_layers()
+        for p in self._lora_params:  # peft toggles requires_grad; keep the adapter trainable
+            p.requires_grad_(True)
+
+    @contextmanager
+    def adapter_on(self) -> Iterator[None]:
+        """Enable the critique adapter inside the block (it rests disabled)."""
+        self._set_adapter(True)
+        try:
+            yield
+        finally:
+            self._set_adapter(False)
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.model.get_base_model() if self.config.use_adapter else self.model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = list(self.head.parameters()) + self._lora_params
+        return params + [self.stop_embedding] if self.stop_embedding.requires_grad else params
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        """Stage 1: KV cache of left-padded prefixes (B, S) from the base model, adapter off."""
+        out = _decoder(self.model)(
+            input_ids=input_ids, attention_mask=attention_mask,
+            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+        )
+        return out.past_key_values
+
+    def score_cache(self, cache: Any, attention_mask: torch.Tensor, *, restore: bool = True) -> torch.Tensor:
+        """Stage 2: logits (B,) for prefixes held in ``cache`` with mask (B, S).
+
+        Appends M [STOP] positions with the adapter on, reads the last one, then crops them
+        off again (``restore``) so the cache is exactly as before.
+        """
+        m = self.config.num_tokens
+        batch = attention_mask.shape[0]
+        embeds = self.stop_embedding.to(self.head.weight.dtype).expand(batch, m, -1)
+        ones = torch.ones((batch, m), dtype=attention_mask.dtype, device=attention_mask.device)
+        positions = attention_mask.sum(-1, keepdim=True) + torch.arange(m, device=attention_mask.device)
+        try:
+            with self.adapter_on():
+                out = _decoder(self.model)(
+                    inputs_embeds=embeds, attention_mask=torch.cat([attention_mask, ones], dim=1),
+                    position_ids=positions, past_key_values=cache, use_cache=True,
+                )
+        finally:
+            if restore:
+                cache.crop(-m)
+        return self.head(out.last_hidden_state[:, -1, :]).squeeze(-1).float()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Both stages on left-padded prefixes (B, S): logits (B,)."""
+        cache = self.encode_prefix(input_ids, attention_mask)
+        return self.score_cache(cache, attention_mask, restore=False)
+
+    @torch.no_grad()
+    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
+        """Probabilities (N,) for token-id prefixes (prompt + generated prefix)."""
+        out = []
+        for start in range(0, len(prefixes), batch_size):
+            ids, mask = left_pad(prefixes[start : start + batch_size], self.pad_id, self.device)
+            out.append(torch.sigmoid(self(ids, mask)))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the checkpoint directory (see the module docstring)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = self.config.to_dict() | {"format_version": FORMAT_VERSION, "hidden_size": self.head.in_features}
+        (directory / "stop_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        tensors = {"head.weight": self.head.weight.detach().contiguous(), "head.bias": self.head.bias.detach(),
+                   "stop_embedding": self.stop_embedding.detach().contiguous()}
+        save_file({k: v.cpu() for k, v in tensors.items()}, str(directory / "stop_head.safetensors"))
+        if self.config.use_adapter:
+            self.model.save_pretrained(str(directory / "adapter"), save_embedding_layers=False)
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None, **load_kwargs: Any
+    ) -> "StopScorer":
+        """Load a checkpoint; the base model is loaded from its recorded id unless given."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path = directory / "stop_config.json"
+        if not config_path.exists():
+            if (directory / "assess_token_config.json").exists():
+                return from_authors_checkpoint(directory, base_model, tokenizer, **load_kwargs)
+            raise FileNotFoundError(f"{directory} has no stop_config.json (not a STOP checkpoint)")
+        config = StopConfig.from_dict(json.loads(config_path.read_text()))
+        base_model, tokenizer = _base(config, base_model, tokenizer, **load_kwargs)
+        scorer = cls(base_model, tokenizer, config)
+        state = load_file(str(directory / "stop_head.safetensors"))
+        _check_shape(state["head.weight"], scorer.head.weight, directory / "stop_head.safetensors")
+        with torch.no_grad():
+            scorer.head.weight.copy_(state["head.weight"])
+            scorer.head.bias.copy_(state["head.bias"])
+            scorer.stop_embedding.copy_(state["stop_embedding"])
+        if config.use_adapter:
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            weights = load_peft_weights(str(directory / "adapter"), device=str(scorer.device))
+            result = set_peft_model_state_dict(scorer.model, weights)
+            if getattr(result, "unexpected_keys", None):
+                raise ValueError(f"{directory / 'adapter'}: unexpected adapter weights {result.unexpected_keys[:5]}")
+            scorer._set_adapter(False)
+        return scorer.eval()
+
+
+def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists into (ids, mask) tensors (B, S)."""
+    if not seqs or any(len(s) == 0 for s in seqs):
+        raise ValueError("cannot pad an empty batch or an empty sequence")
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
+        mask[r, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _check_shape(loaded: torch.Tensor, expected: torch.Tensor, where: Path) -> None:
+    if tuple(loaded.shape) != tuple(expected.shape):
+        raise ValueError(f"{where}: head shape {tuple(loaded.shape)} does not fit the base model {tuple(expected.shape)}")
+
+
+def _base(config: StopConfig, base_model: Any, tokenizer: Any, **load_kwargs: Any) -> tuple[Any, Any]:
+    if base_model is not None and tokenizer is not None:
+        return base_model, tokenizer
+    if not config.base_model:
+        raise ValueError("the checkpoint records no base model; pass base_model and tokenizer")
+    from .engines.hf import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(config.base_model, revision=config.base_revision, **load_kwargs)
+    return base_model or model, tokenizer or tok
+
+
+def from_authors_checkpoint(
+    directory: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None, **load_kwargs: Any
+) -> StopScorer:
+    """Load the authors' released layout (PAPER_SPEC 6.2) into a ``StopScorer``.
+
+    ``assess_token_config.json`` gives the token ("[ASSESS]") and M; the adapter is the peft
+    directory ``adapter/classifier/``; ``classifier_head.pth`` is a 2-way head, converted
+    exactly to our scalar head (logit = z1 - z0, so sigmoid = softmax[1]).
+    """
+    directory = Path(directory)
+    meta = json.loads((directory / "assess_token_config.json").read_text())
+    adapter_dir = directory / "adapter" / "classifier"
+    if not adapter_dir.exists():
+        adapter_dir = directory / "adapter"
+    adapter_meta = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = StopConfig(
+        token=meta.get("assess_token", "[ASSESS]"), num_tokens=int(meta.get("num_assess_tokens", 4)),
+        lora_r=int(adapter_meta["r"]), lora_alpha=int(adapter_meta["lora_alpha"]),
+        lora_dropout=float(adapter_meta.get("lora_dropout", 0.0)),
+        target_modules=tuple(adapter_meta["target_modules"]),
+        base_model=str(adapter_meta.get("base_model_name_or_path") or ""),
+    )
+    base_model, tokenizer = _base(config, base_model, tokenizer, **load_kwargs)
+    scorer = StopScorer(base_model, tokenizer, config)
+    head = torch.load(directory / "classifier_head.pth", map_location="cpu", weights_only=True)
+    weight, bias = head["weight"], head["bias"]
+    if weight.shape[0] != 2:
+        raise ValueError(f"{directory / 'classifier_head.pth'}: expected a 2-way head, got {tuple(weight.shape)}")
+    emb_path = directory / meta.get("embedding_path", "assess_token_embedding.pth")
+    if not emb_path.is_absolute() and not emb_path.exists():
+        emb_path = directory / "assess_token_embedding.pth"
+    emb = torch.load(emb_path, map_location="cpu", weights_only=True)
+    vector = emb["input_embedding"] if isinstance(emb, dict) else emb
+    with torch.no_grad():
+        scorer.head.weight.copy_((weight[1] - weight[0]).unsqueeze(0))
+        scorer.head.bias.copy_((bias[1] - bias[0]).reshape(1))
+        scorer.stop_embedding.copy_(vector.reshape(-1))
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device="cpu"))
+    scorer._set_adapter(False)
+    return scorer.eval()
