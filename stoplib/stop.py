@@ -117,6 +117,7 @@ class StopScorer(nn.Module):
             init = embeddings.detach().float().mean(0).to(embeddings.dtype)
         self.stop_embedding = nn.Parameter(init, requires_grad=config.use_adapter)
         self.head = nn.Linear(hidden, 1, dtype=embeddings.dtype, device=embeddings.device)
+        self._adapter_is_on = False
         if config.use_adapter:
             from peft import LoraConfig, get_peft_model
 
@@ -134,6 +135,7 @@ class StopScorer(nn.Module):
 
     # ------------------------------------------------------------------ adapter switch
     def _set_adapter(self, on: bool) -> None:
+        self._adapter_is_on = on
         if not self.config.use_adapter:
             return
         if on:
@@ -144,13 +146,23 @@ class StopScorer(nn.Module):
             p.requires_grad_(True)
 
     @contextmanager
-    def adapter_on(self) -> Iterator[None]:
-        """Enable the critique adapter inside the block (it rests disabled)."""
-        self._set_adapter(True)
+    def _adapter(self, on: bool) -> Iterator[None]:
+        previous = self._adapter_is_on
+        if on != previous:
+            self._set_adapter(on)
         try:
             yield
         finally:
-            self._set_adapter(False)
+            if on != previous:
+                self._set_adapter(previous)
+
+    def adapter_on(self):
+        """Context in which the critique adapter is on (it rests disabled).
+
+        Training wraps forward *and* backward in it, so that the LoRA weights still require
+        gradients at backward time; stage 1 switches it off inside regardless.
+        """
+        return self._adapter(True)
 
     @property
     def base_model(self) -> nn.Module:
@@ -164,10 +176,11 @@ class StopScorer(nn.Module):
     @torch.no_grad()
     def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         """Stage 1: KV cache of left-padded prefixes (B, S) from the base model, adapter off."""
-        out = _decoder(self.model)(
-            input_ids=input_ids, attention_mask=attention_mask,
-            position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
-        )
+        with self._adapter(False):
+            out = _decoder(self.model)(
+                input_ids=input_ids, attention_mask=attention_mask,
+                position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+            )
         return out.past_key_values
 
     def score_cache(self, cache: Any, attention_mask: torch.Tensor, *, restore: bool = True) -> torch.Tensor:
@@ -236,8 +249,6 @@ class StopScorer(nn.Module):
         cls, directory: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None, **load_kwargs: Any
     ) -> "StopScorer":
         """Load a checkpoint; the base model is loaded from its recorded id unless given."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config_path = directory / "stop_config.json"
         if not config_path.exists():
@@ -246,23 +257,32 @@ class StopScorer(nn.Module):
             raise FileNotFoundError(f"{directory} has no stop_config.json (not a STOP checkpoint)")
         config = StopConfig.from_dict(json.loads(config_path.read_text()))
         base_model, tokenizer = _base(config, base_model, tokenizer, **load_kwargs)
-        scorer = cls(base_model, tokenizer, config)
-        state = load_file(str(directory / "stop_head.safetensors"))
-        _check_shape(state["head.weight"], scorer.head.weight, directory / "stop_head.safetensors")
-        with torch.no_grad():
-            scorer.head.weight.copy_(state["head.weight"])
-            scorer.head.bias.copy_(state["head.bias"])
-            scorer.stop_embedding.copy_(state["stop_embedding"])
-        if config.use_adapter:
-            from peft import set_peft_model_state_dict
-            from peft.utils import load_peft_weights
+        return cls(base_model, tokenizer, config).load_weights(directory)
 
-            weights = load_peft_weights(str(directory / "adapter"), device=str(scorer.device))
-            result = set_peft_model_state_dict(scorer.model, weights)
-            if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"{directory / 'adapter'}: unexpected adapter weights {result.unexpected_keys[:5]}")
-            scorer._set_adapter(False)
-        return scorer.eval()
+    def load_weights(self, directory: str | Path) -> "StopScorer":
+        """Load head, [STOP] embedding and adapter weights of a checkpoint into this scorer."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        state = load_file(str(directory / "stop_head.safetensors"))
+        _check_shape(state["head.weight"], self.head.weight, directory / "stop_head.safetensors")
+        with torch.no_grad():
+            self.head.weight.copy_(state["head.weight"])
+            self.head.bias.copy_(state["head.bias"])
+            self.stop_embedding.copy_(state["stop_embedding"])
+        if self.config.use_adapter:
+            _load_adapter(self, directory / "adapter")
+        return self.eval()
+
+
+def _load_adapter(scorer: StopScorer, adapter_dir: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    result = set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device=str(scorer.device)))
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{adapter_dir}: adapter weights that fit no layer: {result.unexpected_keys[:5]}")
+    scorer._set_adapter(False)
 
 
 def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,9 +351,5 @@ def from_authors_checkpoint(
         scorer.head.weight.copy_((weight[1] - weight[0]).unsqueeze(0))
         scorer.head.bias.copy_((bias[1] - bias[0]).reshape(1))
         scorer.stop_embedding.copy_(vector.reshape(-1))
-    from peft import set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device="cpu"))
-    scorer._set_adapter(False)
+    _load_adapter(scorer, adapter_dir)
     return scorer.eval()

@@ -1,0 +1,257 @@
+"""STOP training: soft binary cross-entropy against Monte Carlo success probabilities.
+
+Input: JSONL records with ``prefix_token_ids`` (prompt + generated prefix) and a soft label
+under any of the authors' field names (``Soft_label``, ``soft_label``, ``good_probability``,
+``label_prob``, ``score``); an optional hard label (``Hard_label``, ``hard_label``, ``label``,
+``class_label``) and our ``problem_id``. Per epoch: validation MSE to the soft label, Brier
+score and AUROC against the hard label (path correctness) when present (else against
+soft label > 0.5), and the within-problem AUROC when problem ids are present. The best
+epoch by validation MSE is kept (the authors' rule). Training resumes at epoch boundaries.
+
+Over-long prefixes raise an error naming the record, unless ``truncate="left"`` is asked for,
+which keeps the last ``max_length`` tokens (the prompt's start is lost: use with care).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .metrics import auroc, within_problem_auroc
+from .stop import StopScorer, left_pad
+
+SOFT_FIELDS = ("Soft_label", "soft_label", "good_probability", "label_prob", "score")
+HARD_FIELDS = ("Hard_label", "hard_label", "label", "class_label")
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """One labelled prefix."""
+
+    prefix_token_ids: tuple[int, ...]
+    soft_label: float
+    hard_label: int | None = None
+    problem_id: str | None = None
+
+
+def _first(row: dict, names: Sequence[str]) -> tuple[str | None, Any]:
+    for name in names:
+        if name in row and row[name] is not None:
+            return name, row[name]
+    return None, None
+
+
+def parse_label_record(row: dict, where: str) -> LabelRecord:
+    """Validate one JSON row; errors name ``where`` (file and line) and the field."""
+    ids = row.get("prefix_token_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids):
+        raise ValueError(f"{where}: field 'prefix_token_ids' must be a non-empty list of token ids")
+    name, soft = _first(row, SOFT_FIELDS)
+    if name is None:
+        raise ValueError(f"{where}: no soft label (looked for {', '.join(SOFT_FIELDS)})")
+    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0.0 <= float(soft) <= 1.0:
+        raise ValueError(f"{where}: field {name!r} must be a number in [0, 1], got {soft!r}")
+    hname, hard = _first(row, HARD_FIELDS)
+    if hname is not None:
+        if hard not in (0, 1, True, False):
+            raise ValueError(f"{where}: field {hname!r} must be 0 or 1, got {hard!r}")
+        hard = int(hard)
+    pid = row.get("problem_id")
+    return LabelRecord(tuple(ids), float(soft), hard, None if pid is None else str(pid))
+
+
+def load_label_records(path: str | Path) -> list[LabelRecord]:
+    """Read a label JSONL file (ours or the authors' released schema)."""
+    path = Path(path)
+    records = []
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {line_no}: invalid JSON ({err})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {line_no}: expected a JSON object")
+            records.append(parse_label_record(row, f"{path} line {line_no}"))
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Paper (Table 12): lr 2e-5, 15 epochs, global batch 128, bf16 on GPU."""
+
+    lr: float = 1e-3
+    epochs: int = 8
+    batch_size: int = 64
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    max_length: int = 2048
+    truncate: str = "error"  # "error" | "left"
+    hard_labels: bool = False  # ablation: train on the original path's correctness instead of s_mc
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.truncate not in ("error", "left"):
+            raise ValueError(f"truncate must be 'error' or 'left', got {self.truncate!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("epochs, batch_size and grad_accum must be >= 1")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_dir: Path | None = None
+
+
+def _prepare(records: Sequence[LabelRecord], config: TrainConfig) -> list[LabelRecord]:
+    out = []
+    for i, rec in enumerate(records):
+        if len(rec.prefix_token_ids) > config.max_length:
+            if config.truncate == "error":
+                raise ValueError(
+                    f"record {i} (problem {rec.problem_id}) has {len(rec.prefix_token_ids)} tokens > "
+                    f"max_length {config.max_length}; raise max_length or pass truncate='left'")
+            rec = LabelRecord(rec.prefix_token_ids[-config.max_length:], rec.soft_label, rec.hard_label, rec.problem_id)
+        if config.hard_labels and rec.hard_label is None:
+            raise ValueError(f"record {i}: hard_labels=True but the record has no hard label")
+        out.append(rec)
+    return out
+
+
+def _target(rec: LabelRecord, config: TrainConfig) -> float:
+    return float(rec.hard_label) if config.hard_labels else rec.soft_label
+
+
+@torch.no_grad()
+def predict(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64) -> np.ndarray:
+    """Scores (probabilities) for records, in order."""
+    scorer.eval()
+    return scorer.score([list(r.prefix_token_ids) for r in records], batch_size=batch_size).cpu().numpy()
+
+
+def evaluate(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64) -> dict[str, float]:
+    """Validation metrics: MSE to soft labels, Brier and AUROC vs hard labels, within-problem AUROC."""
+    probs = predict(scorer, records, batch_size)
+    soft = np.array([r.soft_label for r in records])
+    has_hard = all(r.hard_label is not None for r in records)
+    outcome = np.array([r.hard_label for r in records]) if has_hard else (soft > 0.5).astype(int)
+    metrics = {"mse": float(np.mean((probs - soft) ** 2)), "auroc": auroc(probs, outcome)}
+    if has_hard:
+        metrics["brier"] = float(np.mean((probs - outcome) ** 2))
+    if all(r.problem_id is not None for r in records):
+        metrics["within_auroc"] = within_problem_auroc(probs, outcome, [r.problem_id for r in records])
+    return metrics
+
+
+def _lr_lambda(warmup: int, total: int):
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return fn
+
+
+def train_stop(
+    scorer: StopScorer,
+    train_records: Sequence[LabelRecord],
+    val_records: Sequence[LabelRecord],
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> TrainResult:
+    """Train ``scorer`` in place; best checkpoint by validation MSE -> ``out_dir/best``.
+
+    ``out_dir/last`` holds the epoch state (optimizer, scheduler, history); calling again with
+    the same ``out_dir`` resumes after the last finished epoch. ``stop_after_epochs`` ends
+    this call after that many epochs (a time budget); a later call continues.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
+    if not train_records or not val_records:
+        raise ValueError("training needs at least one training and one validation record")
+    steps_per_epoch = math.ceil(len(train_records) / (config.batch_size * config.grad_accum))
+    params = scorer.trainable_parameters()
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(config.warmup_steps, steps_per_epoch * config.epochs))
+    result, start_epoch = TrainResult(), 0
+    state_path = out_dir / "last" / "train_state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["config"] != _config_key(config):
+            raise ValueError(f"{out_dir} holds a run with another config; use a new directory")
+        scorer.load_weights(out_dir / "last")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        result.history = json.loads((out_dir / "history.json").read_text())
+        start_epoch = len(result.history)
+        best = min(result.history, key=lambda h: h["val_mse"])
+        result.best_epoch, result.best_dir = int(best["epoch"]), out_dir / "best"
+
+    rng = random.Random(config.seed)
+    for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
+        rng.shuffle(list(range(len(train_records))))
+    device = scorer.device
+    last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, start_epoch + stop_after_epochs)
+    for epoch in range(start_epoch, last_epoch):
+        start = time.time()
+        torch.manual_seed(config.seed * 1000 + epoch)  # dropout: same stream after a resume
+        order = list(range(len(train_records)))
+        rng.shuffle(order)
+        scorer.train()
+        losses = []
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        iterator = batches
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        for b, batch in enumerate(iterator):
+            recs = [train_records[i] for i in batch]
+            ids, mask = left_pad([list(r.prefix_token_ids) for r in recs], scorer.pad_id, device)
+            target = torch.tensor([_target(r, config) for r in recs], device=device)
+            with scorer.adapter_on():  # stage 1 inside forward runs with the adapter off
+                logits = scorer(ids, mask)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+                (loss / config.grad_accum).backward()
+            losses.append(float(loss.detach()))
+            if (b + 1) % config.grad_accum == 0 or b + 1 == len(batches):
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        val = evaluate(scorer, val_records)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - start,
+               **{f"val_{k}": v for k, v in val.items()}}
+        result.history.append(row)
+        if progress:
+            print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        if result.best_epoch < 0 or row["val_mse"] < min(h["val_mse"] for h in result.history[:-1]):
+            result.best_epoch, result.best_dir = epoch + 1, scorer.save_pretrained(out_dir / "best")
+        scorer.save_pretrained(out_dir / "last")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "config": _config_key(config)}, state_path)
+        (out_dir / "history.json").write_text(json.dumps(result.history, indent=2))
+    scorer.eval()
+    return result
+
+
+def _config_key(config: TrainConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True)

@@ -1,0 +1,104 @@
+"""STOP training on a tiny Llama with a learnable synthetic labelling."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from stoplib.engines.hf import load_model_and_tokenizer
+from stoplib.stop import StopConfig, StopScorer
+from stoplib.train import LabelRecord, TrainConfig, evaluate, load_label_records, train_stop
+
+MARK = 7  # label: does the prefix contain token 7?
+
+
+def synthetic(n: int, seed: int) -> list[LabelRecord]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ids = [1] + [rng.randrange(8, 40) for _ in range(rng.randrange(4, 12))]
+        good = rng.random() < 0.5
+        if good:
+            ids[rng.randrange(1, len(ids))] = MARK
+        soft = 0.9 if good else 0.1
+        out.append(LabelRecord(tuple(ids), soft, int(good), problem_id=str(i % 10)))
+    return out
+
+
+def make_scorer(model_dir, **kw):
+    model, tok = load_model_and_tokenizer(model_dir)
+    torch.manual_seed(0)
+    return StopScorer(model, tok, StopConfig(num_tokens=2, lora_r=4, lora_alpha=8, base_model=str(model_dir), **kw))
+
+
+CONFIG = TrainConfig(lr=2e-2, epochs=4, batch_size=32, warmup_steps=2, seed=0)
+
+
+def test_training_learns_a_learnable_labelling(tiny_model_dir, tmp_path):
+    train, val = synthetic(256, 0), synthetic(64, 1)
+    scorer = make_scorer(tiny_model_dir)
+    before = evaluate(scorer, val)
+    result = train_stop(scorer, train, val, CONFIG, tmp_path / "run", progress=False)
+    best = min(h["val_mse"] for h in result.history)
+    assert best < 0.6 * before["mse"], (before, result.history)
+    assert result.history[-1]["val_auroc"] > 0.8
+    assert {"val_mse", "val_brier", "val_auroc", "val_within_auroc", "train_loss"} <= set(result.history[0])
+    # the best checkpoint reloads to the recorded validation MSE
+    reloaded = StopScorer.from_pretrained(result.best_dir)
+    assert evaluate(reloaded, val)["mse"] == pytest.approx(best, abs=1e-6)
+
+
+def test_resume_at_epoch_boundary_gives_the_same_model(tiny_model_dir, tmp_path):
+    train, val = synthetic(96, 2), synthetic(32, 3)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=32, warmup_steps=1, seed=1)
+    full = make_scorer(tiny_model_dir)
+    train_stop(full, train, val, config, tmp_path / "a", progress=False)
+    split = make_scorer(tiny_model_dir)
+    first = train_stop(split, train, val, config, tmp_path / "b", progress=False, stop_after_epochs=1)
+    assert len(first.history) == 1
+    split2 = make_scorer(tiny_model_dir)
+    second = train_stop(split2, train, val, config, tmp_path / "b", progress=False)
+    assert len(second.history) == 2
+    probe = [list(r.prefix_token_ids) for r in val]
+    torch.testing.assert_close(split2.score(probe), full.score(probe), atol=1e-5, rtol=1e-4)
+
+
+def test_label_files_accept_the_authors_schema_and_reject_bad_rows(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    rows = [{"prefix_token_ids": [1, 2, 3], "Soft_label": 0.25, "Hard_label": 1},
+            {"prefix_token_ids": [1, 4], "good_probability": 1.0},
+            {"prefix_token_ids": [1, 5], "score": 0, "label": 0, "problem_id": 7}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    recs = load_label_records(path)
+    assert [r.soft_label for r in recs] == [0.25, 1.0, 0.0]
+    assert [r.hard_label for r in recs] == [1, None, 0] and recs[2].problem_id == "7"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prefix_token_ids": [1], "soft_label": 1.5}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl line 2: field 'soft_label'"):
+        load_label_records(bad)
+    bad.write_text(json.dumps({"prefix_token_ids": [1, 2]}) + "\n")
+    with pytest.raises(ValueError, match="line 1: no soft label"):
+        load_label_records(bad)
+
+
+def test_over_long_prefix_is_an_error_unless_truncation_is_asked(tiny_model_dir, tmp_path):
+    train = synthetic(8, 4)
+    long = LabelRecord(tuple(range(1, 30)), 0.5, 1, "x")
+    scorer = make_scorer(tiny_model_dir)
+    with pytest.raises(ValueError, match="record 8 .* > max_length 16"):
+        train_stop(scorer, train + [long], train, TrainConfig(max_length=16, epochs=1), tmp_path / "r", progress=False)
+    result = train_stop(scorer, train + [long], train, TrainConfig(max_length=16, epochs=1, truncate="left"),
+                        tmp_path / "t", progress=False)
+    assert len(result.history) == 1
+
+
+def test_hard_label_and_probe_variants_train(tiny_model_dir, tmp_path):
+    train, val = synthetic(64, 5), synthetic(16, 6)
+    probe = make_scorer(tiny_model_dir, use_adapter=False)
+    head_before = probe.head.weight.detach().clone()
+    emb_before = probe.stop_embedding.detach().clone()
+    train_stop(probe, train, val, TrainConfig(epochs=1, batch_size=16, hard_labels=True), tmp_path / "p", progress=False)
+    assert not torch.equal(head_before, probe.head.weight) and torch.equal(emb_before, probe.stop_embedding)
