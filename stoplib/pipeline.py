@@ -1,0 +1,157 @@
+"""The online pipeline: Launch -> Check -> Resume -> vote (paper Eqs. 1-3, Figure 3).
+
+1. Launch: N paths per problem, each paused after L generated tokens (KV cache kept).
+2. Check: a signal scores the paused prefixes (STOP reads the cache directly).
+3. Resume: the top-k prefixes by score continue to completion; the others are freed.
+4. Vote: majority vote over the answers of the kept, completed paths.
+
+Paths that end before L need no check: they are complete, are kept and vote, and do not
+take one of the k resume slots (the authors' code does the same; the paper is silent).
+Ties in the top-k go to the lower sample index. Token accounting excludes prompt tokens:
+all N prefixes are paid for, continuations only for resumed paths.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .engines.base import Engine, Launch, Path, SamplingParams
+from .grading import answers_equal, grade
+from .problems import Problem
+from .signals.base import Signal, top_k
+
+
+@dataclass
+class PathRecord:
+    """What happened to one path."""
+
+    problem_id: str
+    sample_index: int
+    prefix_tokens: int
+    score: float  # NaN for paths that finished before L (not checked)
+    finished_early: bool
+    kept: bool
+    generated_tokens: int  # what this path cost (prefix, plus continuation if resumed)
+    answer: str | None = None  # graded only for complete paths
+    correct: bool | None = None
+
+
+@dataclass
+class ProblemResult:
+    problem_id: str
+    records: list[PathRecord]
+    vote: str | None
+    vote_correct: bool
+    tokens: int  # generated tokens spent on this problem (prompt excluded)
+
+    @property
+    def kept(self) -> list[PathRecord]:
+        return [r for r in self.records if r.kept]
+
+    @property
+    def kept_accuracy(self) -> float:
+        """Mean correctness of the kept paths (this problem's term of avg@k|N)."""
+        kept = self.kept
+        return float(np.mean([bool(r.correct) for r in kept])) if kept else float("nan")
+
+
+@dataclass
+class PipelineResult:
+    problems: list[ProblemResult] = field(default_factory=list)
+
+    @property
+    def avg_kept(self) -> float:
+        """avg@k|N: mean over problems of the kept paths' accuracy."""
+        return float(np.nanmean([p.kept_accuracy for p in self.problems]))
+
+    @property
+    def cons(self) -> float:
+        """Cons@N: accuracy of the majority vote over kept paths."""
+        return float(np.mean([p.vote_correct for p in self.problems]))
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(p.tokens for p in self.problems))
+
+
+def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None = None) -> str | None:
+    """Most frequent non-empty answer; ties go to the answer with the higher best score, then to
+    the answer seen first."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best_score: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, a in enumerate(answers):
+        if a is None:
+            continue
+        s = -np.inf if scores is None or np.isnan(scores[i]) else float(scores[i])
+        best_score[a] = max(best_score.get(a, -np.inf), s)
+        first.setdefault(a, i)
+    return max(counts, key=lambda a: (counts[a], best_score[a], -first[a]))
+
+
+def check(engine: Engine, launch: Launch, signal: Signal, problems: Sequence[Problem]) -> list[np.ndarray]:
+    """Scores of every paused path, per problem (NaN for paths that already finished)."""
+    from_cache = signal.score_launch(engine, launch) if hasattr(signal, "score_launch") else None
+    out = []
+    for problem, group in zip(problems, launch.paths):
+        scores = np.full(len(group), np.nan)
+        open_rows = [i for i, p in enumerate(group) if not p.finished]
+        if open_rows:
+            if from_cache is not None:
+                values = [from_cache[(group[i].prompt_index, group[i].sample_index)] for i in open_rows]
+            else:
+                values = signal.score([group[i] for i in open_rows], problem)
+            scores[open_rows] = values
+        out.append(scores)
+    return out
+
+
+def run_pipeline(
+    engine: Engine,
+    problems: Sequence[Problem],
+    prompts: Sequence[Sequence[int]],
+    signal: Signal,
+    *,
+    n: int,
+    k: int,
+    prefix_len: int,
+    params: SamplingParams,
+) -> PipelineResult:
+    """Launch N paths per problem, check with ``signal``, resume the top k, vote."""
+    if len(problems) != len(prompts):
+        raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    launch = engine.launch(prompts, n, prefix_len, params)
+    scores = check(engine, launch, signal, problems)
+    keep = []
+    for group, s in zip(launch.paths, scores):
+        open_rows = [i for i, p in enumerate(group) if not p.finished]
+        keep.append(top_k(s[open_rows], [group[i].sample_index for i in open_rows], k))
+    prefixes = [[(p.generated_tokens, p.finished) for p in group] for group in launch.paths]
+    paused = launch.paths
+    resumed = engine.resume(launch, keep)
+    result = PipelineResult()
+    for problem, group, s, done, kept_paths in zip(problems, paused, scores, prefixes, resumed):
+        by_index = {p.sample_index: p for p in kept_paths}
+        records = []
+        for path, score, (prefix_tokens, finished) in zip(group, s, done):
+            final: Path | None = path if finished else by_index.get(path.sample_index)
+            rec = PathRecord(problem.id, path.sample_index, prefix_tokens, float(score), finished,
+                             kept=final is not None, generated_tokens=(final or path).generated_tokens)
+            if final is not None:
+                g = grade(engine.tokenizer.decode(final.token_ids, skip_special_tokens=True), problem)
+                rec.answer, rec.correct = g.answer, g.correct
+            records.append(rec)
+        kept = [r for r in records if r.kept]
+        vote = majority_vote([r.answer for r in kept], [r.score for r in kept])
+        vote_correct = vote is not None and answers_equal(vote, problem.answer, problem.kind)
+        result.problems.append(ProblemResult(problem.id, records, vote, vote_correct,
+                                             tokens=sum(r.generated_tokens for r in records)))
+    return result

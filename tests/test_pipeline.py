@@ -1,0 +1,74 @@
+"""The online Launch -> Check -> Resume pipeline on a tiny Llama."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stoplib.engines.base import SamplingParams
+from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
+from stoplib.pipeline import majority_vote, run_pipeline
+from stoplib.problems import Problem
+from stoplib.signals import make_signal, top_k
+from stoplib.signals.type4 import StopSignal
+from stoplib.stop import StopConfig, StopScorer
+
+PARAMS = SamplingParams(temperature=1.0, max_new_tokens=40, seed=11, logprobs=3)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    engine = HFEngine(model, tok, batch_size=16)
+    problems = [Problem(id=f"p{i}", prompt=q, answer="1", kind="toy", source="test") for i, q in enumerate(["12+3", "ab", "xyz"])]
+    prompts = [tok(p.prompt)["input_ids"] for p in problems]
+    return engine, problems, prompts
+
+
+def test_pipeline_keeps_top_k_and_accounts_tokens(setup):
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    result = run_pipeline(engine, problems, prompts, signal, n=6, k=2, prefix_len=5, params=PARAMS)
+    full = engine.generate(prompts, 6, PARAMS)  # same seed: the paths the pipeline sampled
+    for problem_result, paths in zip(result.problems, full):
+        records = problem_result.records
+        early = [r for r in records if r.finished_early]
+        assert sum(r.kept for r in records) == len(early) + min(2, len(records) - len(early))
+        open_recs = [r for r in records if not r.finished_early]
+        prefixes = [paths[r.sample_index].prefix(5) for r in open_recs]
+        expected = top_k(signal.score(prefixes), [r.sample_index for r in open_recs], 2)
+        assert sorted(r.sample_index for r in open_recs if r.kept) == sorted(expected)
+        for r in records:  # kept paths cost their full length, pruned ones their prefix
+            full_len = paths[r.sample_index].generated_tokens
+            assert r.generated_tokens == (full_len if r.kept else min(5, full_len))
+        assert problem_result.tokens == sum(r.generated_tokens for r in records)
+    assert result.tokens == sum(p.tokens for p in result.problems)
+
+
+def test_stop_check_from_cache_equals_reencoding(setup):
+    engine, problems, prompts = setup
+    scorer = StopScorer(engine.model, engine.tokenizer, StopConfig(num_tokens=2, lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in scorer._lora_params:
+            p.normal_(0, 0.3)
+    cached = run_pipeline(engine, problems, prompts, StopSignal(scorer), n=5, k=2, prefix_len=6, params=PARAMS)
+
+    class Reencode(StopSignal):  # the same scorer, without access to the engine's cache
+        def score_launch(self, engine, launch):
+            return None
+
+    reencoded = run_pipeline(engine, problems, prompts, Reencode(scorer), n=5, k=2, prefix_len=6, params=PARAMS)
+    for a, b in zip(cached.problems, reencoded.problems):
+        np.testing.assert_allclose([r.score for r in a.records], [r.score for r in b.records], atol=1e-5)
+        assert [r.kept for r in a.records] == [r.kept for r in b.records]
+
+
+def test_majority_vote_and_bad_k(setup):
+    assert majority_vote(["3", "4", "3", None]) == "3"
+    assert majority_vote(["3", "4"], [0.1, 0.9]) == "4"  # tie -> higher best score
+    assert majority_vote([None, None]) is None
+    engine, problems, prompts = setup
+    with pytest.raises(ValueError, match="k <= n"):
+        run_pipeline(engine, problems, prompts, make_signal("random"), n=2, k=3, prefix_len=4, params=PARAMS)
