@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .base import Launch, Path, SamplingParams, check_keep, keep_all
+from .kv import GrowingCache
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
 
 
@@ -122,6 +123,7 @@ class HFEngine:
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
         progress: bool = False,
+        growing_cache: bool = True,
     ) -> None:
         if isinstance(model, (str, FsPath)):
             model, loaded_tok = load_model_and_tokenizer(
@@ -137,6 +139,7 @@ class HFEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
+        self.growing_cache = growing_cache  # append in place (stoplib.engines.kv) instead of torch.cat
         self.device = next(model.parameters()).device
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
@@ -225,7 +228,7 @@ class HFEngine:
         ids, mask = ids.to(self.device), mask.to(self.device)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            use_cache=True, logits_to_keep=1,
+            past_key_values=GrowingCache() if self.growing_cache else None, use_cache=True, logits_to_keep=1,
         )
         cache = out.past_key_values
         index = torch.tensor([unique.index(p) for p, _ in rows], device=self.device)

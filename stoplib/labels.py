@@ -1,0 +1,196 @@
+"""Dataset construction for STOP (paper Appendix B, Figure 8): Monte Carlo soft labels.
+
+1. Difficulty stratification: sample ``n_filter`` paths per problem (paper: 32) and keep the
+   problems with ``band`` correct (paper: 4..28 of 32) — neither trivial nor hopeless.
+2. Prefixes: the filtering paths of kept problems, cut at each L in ``prefix_lens`` (paper:
+   2048). A path that ends before L gives no prefix at that L. (The paper does not say where
+   its prefixes come from; reusing the filtering rollouts matches its counts, PAPER_SPEC 5.)
+3. Monte Carlo rollouts: ``k_rollouts`` continuations of each fixed prefix (paper: 32 at
+   T=0.6); soft label = fraction correct. The hard label is the correctness of the original
+   path the prefix was cut from (the paper's K=1 ablation).
+
+Continuations of one prefix share its KV cache (the engine encodes each distinct prompt once
+per batch), so a prefix is encoded once, not K times. Every stage appends to a JSONL log
+keyed by its unit of work (problem; problem/sample/L), so a killed run continues where it
+stopped with no lost and no duplicated records. Records use the authors' released schema
+(``prefix_token_ids``, ``Soft_label``, ``Hard_label``) plus our fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .engines.base import Engine, SamplingParams
+from .grading import grade
+from .problems import Problem
+from .store import JsonlLog, atomic_write_json, read_jsonl
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Every number of the construction; defaults are the paper's."""
+
+    n_filter: int = 32
+    band: tuple[int, int] = (4, 28)  # inclusive, in correct paths out of n_filter
+    prefix_lens: tuple[int, ...] = (2048,)
+    k_rollouts: int = 32
+    sampling: SamplingParams = SamplingParams()
+    max_prefixes_per_problem: int | None = None  # None: every filtering path that reaches L
+    val_fraction: float = 0.1
+    exclude_ids: tuple[str, ...] = ()  # decontamination: evaluation problems never used
+    batch_prefixes: int = 64  # prefixes whose rollouts are sampled in one engine call
+    model: str = ""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        low, high = self.band
+        if not 0 <= low <= high <= self.n_filter:
+            raise ValueError(f"band {self.band} must satisfy 0 <= low <= high <= n_filter={self.n_filter}")
+        if not self.prefix_lens or min(self.prefix_lens) < 1:
+            raise ValueError(f"prefix_lens must be positive, got {self.prefix_lens}")
+        if self.k_rollouts < 1:
+            raise ValueError(f"k_rollouts must be >= 1, got {self.k_rollouts}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+def split_of(problem_id: str, val_fraction: float, seed: int = 0) -> str:
+    """"train" or "val", by a hash of the problem id: no problem is in both."""
+    h = int.from_bytes(hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()[:8], "little")
+    return "val" if h / 2**64 < val_fraction else "train"
+
+
+def in_band(n_correct: int, config: LabelConfig) -> bool:
+    return config.band[0] <= n_correct <= config.band[1]
+
+
+def _text(engine: Engine, ids: Sequence[int]) -> str:
+    return engine.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def build_labels(
+    engine: Engine,
+    problems: Sequence[Problem],
+    prompts: Sequence[Sequence[int]],
+    config: LabelConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) the construction into ``out_dir``; returns the dataset card.
+
+    Files: ``filter.jsonl`` (one record per problem), ``labels.jsonl`` (one per prefix),
+    ``train.jsonl`` / ``val.jsonl`` (split by problem), ``card.json``.
+    ``on_batch(n_done)`` is called after each rollout batch (used by the crash test).
+    """
+    if len(problems) != len(prompts):
+        raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    excluded = set(config.exclude_ids)
+    todo = [(p, ids) for p, ids in zip(problems, prompts) if p.id not in excluded]
+    start, tokens = time.time(), {"filter": 0, "rollouts": 0}
+    bar = _progress(progress)
+
+    # 1. difficulty filter (and the prefix sources)
+    filter_log = JsonlLog(out_dir / "filter.jsonl", key="problem_id")
+    pending = [(p, ids) for p, ids in todo if p.id not in filter_log]
+    for i in range(0, len(pending), max(1, config.batch_prefixes // 4)):
+        part = pending[i : i + max(1, config.batch_prefixes // 4)]
+        groups = engine.generate([ids for _, ids in part], config.n_filter, config.sampling)
+        for (problem, _), paths in zip(part, groups):
+            correct = [grade(_text(engine, p.token_ids), problem).correct for p in paths]
+            n_correct = int(sum(correct))
+            tokens["filter"] += sum(p.generated_tokens for p in paths)
+            filter_log.append({
+                "problem_id": problem.id, "n_correct": n_correct, "n": len(paths), "kept": in_band(n_correct, config),
+                "paths": [{"sample_index": p.sample_index, "token_ids": p.token_ids[: max(config.prefix_lens)],
+                           "length": p.generated_tokens, "correct": bool(c)} for p, c in zip(paths, correct)],
+            })
+        bar(f"filter {len(filter_log)}/{len(todo)} problems")
+    filter_log.close()
+    filtered = {r["problem_id"]: r for r in read_jsonl(out_dir / "filter.jsonl")}
+
+    # 2. prefixes of kept problems, 3. Monte Carlo rollouts
+    by_id = {p.id: (p, ids) for p, ids in todo}
+    units = []
+    for pid, rec in filtered.items():
+        if pid not in by_id or not rec["kept"]:
+            continue
+        for length in config.prefix_lens:
+            paths = [q for q in rec["paths"] if q["length"] > length]  # ends after L: a real prefix
+            for q in paths[: config.max_prefixes_per_problem]:
+                units.append((pid, q, length))
+    label_log = JsonlLog(out_dir / "labels.jsonl", key=lambda r: f"{r['problem_id']}|{r['sample_index']}|{r['prefix_len']}")
+    units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in label_log]
+    units.sort(key=lambda u: u[2])  # one prefix length per batch: one max_new_tokens per call
+    batches = [units[i : i + config.batch_prefixes] for i in range(0, len(units), config.batch_prefixes)]
+    batches = [[u for u in b if u[2] == L] for b in batches for L in sorted({u[2] for u in b})]
+    rollout = config.sampling
+    for part in batches:
+        length = part[0][2]
+        contexts = [list(by_id[pid][1]) + q["token_ids"][:length] for pid, q, _ in part]
+        groups = engine.generate(contexts, config.k_rollouts,
+                                 rollout.with_(max_new_tokens=max(1, rollout.max_new_tokens - length)))
+        records = []
+        for (pid, q, length), context, conts in zip(part, contexts, groups):
+            problem, prompt_ids = by_id[pid]
+            prefix = q["token_ids"][:length]
+            wins = sum(grade(_text(engine, prefix + c.token_ids), problem).correct for c in conts)
+            tokens["rollouts"] += sum(c.generated_tokens for c in conts)
+            records.append({
+                "problem_id": pid, "sample_index": q["sample_index"], "prefix_len": length,
+                "prefix_token_ids": context, "prompt_len": len(prompt_ids),
+                "Soft_label": wins / len(conts), "Hard_label": int(q["correct"]), "n_rollouts": len(conts),
+                "split": split_of(pid, config.val_fraction, config.seed), "model": config.model, "seed": config.seed,
+            })
+        label_log.extend(records)
+        bar(f"rollouts {len(label_log)} prefixes, {tokens['rollouts']:,} tokens")
+        if on_batch:
+            on_batch(len(label_log))
+    label_log.close()
+    return write_card(out_dir, config, tokens, time.time() - start)
+
+
+def write_card(out_dir: Path, config: LabelConfig, tokens: dict[str, int], seconds: float) -> dict[str, Any]:
+    """Write train/val splits and the dataset card from the logs."""
+    filtered = read_jsonl(out_dir / "filter.jsonl")
+    labels = read_jsonl(out_dir / "labels.jsonl")
+    for split in ("train", "val"):
+        rows = [r for r in labels if r["split"] == split]
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        (out_dir / f"{split}.jsonl").write_text(text)
+    previous = json.loads((out_dir / "card.json").read_text()) if (out_dir / "card.json").exists() else {}
+    spent = previous.get("tokens_generated", {})
+    card = {
+        "config": asdict(config),
+        "problems": len(filtered),
+        "problems_kept": sum(r["kept"] for r in filtered),
+        "pass_counts": [r["n_correct"] for r in filtered],
+        "prefixes": len(labels),
+        "prefixes_train": sum(r["split"] == "train" for r in labels),
+        "prefixes_val": sum(r["split"] == "val" for r in labels),
+        "problems_train": len({r["problem_id"] for r in labels if r["split"] == "train"}),
+        "problems_val": len({r["problem_id"] for r in labels if r["split"] == "val"}),
+        "mean_soft_label": sum(r["Soft_label"] for r in labels) / max(1, len(labels)),
+        "mean_hard_label": sum(r["Hard_label"] for r in labels) / max(1, len(labels)),
+        "tokens_generated": {k: spent.get(k, 0) + v for k, v in tokens.items()},
+        "seconds": previous.get("seconds", 0.0) + seconds,
+    }
+    atomic_write_json(out_dir / "card.json", card)
+    return card
+
+
+def _progress(enabled: bool) -> Callable[[str], None]:
+    if not enabled:
+        return lambda message: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, bar_format="{desc}", leave=True)
+    return lambda message: (bar.set_description_str(message), bar.refresh())

@@ -1,0 +1,93 @@
+"""Dataset construction: band filter, prefixes, MC labels, resumability after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stoplib.engines.base import SamplingParams
+from stoplib.engines.hf import HFEngine
+from stoplib.labels import LabelConfig, build_labels, split_of
+from stoplib.problems import Problem
+from stoplib.train import load_label_records
+
+CONFIG = LabelConfig(n_filter=4, band=(0, 4), prefix_lens=(3, 6), k_rollouts=3, batch_prefixes=4, val_fraction=0.3,
+                     sampling=SamplingParams(temperature=1.0, max_new_tokens=16, seed=4, logprobs=0), model="tiny")
+
+
+def job_inputs(engine: HFEngine) -> tuple[list[Problem], list[list[int]]]:
+    problems = [Problem(id=f"q{i}", prompt=f"{i}+{i}", answer=str(2 * i), kind="toy", source="test") for i in range(6)]
+    problems.append(Problem(id="held-out", prompt="9+9", answer="18", kind="toy", source="test"))
+    return problems, [engine.tokenizer(p.prompt)["input_ids"] for p in problems]
+
+
+def run_job(model_dir: Path, out_dir: Path, marker: Path | None = None, config: LabelConfig = CONFIG) -> dict:
+    engine = HFEngine(model_dir, batch_size=16)
+    problems, prompts = job_inputs(engine)
+    config = LabelConfig(**{**config.__dict__, "exclude_ids": ("held-out",)})
+
+    def slow_down(n_done: int) -> None:
+        if marker is not None:
+            marker.write_text(str(n_done))
+            time.sleep(0.5)  # give the parent time to kill us between batches
+
+    return build_labels(engine, problems, prompts, config, out_dir, progress=False, on_batch=slow_down)
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_labels_follow_the_recipe(tiny_model_dir, tmp_path):
+    card = run_job(tiny_model_dir, tmp_path / "a")
+    labels = read(tmp_path / "a" / "labels.jsonl")
+    filtered = read(tmp_path / "a" / "filter.jsonl")
+    assert {r["problem_id"] for r in filtered} == {f"q{i}" for i in range(6)}  # decontamination
+    for rec in labels:
+        assert rec["Soft_label"] * CONFIG.k_rollouts == pytest.approx(round(rec["Soft_label"] * CONFIG.k_rollouts))
+        assert rec["Hard_label"] in (0, 1) and rec["prefix_len"] in (3, 6)
+        assert len(rec["prefix_token_ids"]) == rec["prompt_len"] + rec["prefix_len"]
+        assert rec["split"] == split_of(rec["problem_id"], CONFIG.val_fraction, CONFIG.seed)
+    # a path that ended before L gives no prefix at L
+    lengths = {(r["problem_id"], p["sample_index"]): p["length"] for r in filtered for p in r["paths"]}
+    assert all(lengths[(r["problem_id"], r["sample_index"])] > r["prefix_len"] for r in labels)
+    expected = sum(1 for length in lengths.values() for L in (3, 6) if length > L)
+    assert card["prefixes"] == len(labels) == expected
+    train = load_label_records(tmp_path / "a" / "train.jsonl")  # readable by STOP training
+    val_ids = {r["problem_id"] for r in read(tmp_path / "a" / "val.jsonl")}
+    assert not val_ids & {r.problem_id for r in train}
+    # the same seed gives identical labels
+    run_job(tiny_model_dir, tmp_path / "b")
+    assert read(tmp_path / "b" / "labels.jsonl") == labels
+
+
+def test_band_filter_drops_problems(tiny_model_dir, tmp_path):
+    config = LabelConfig(**{**CONFIG.__dict__, "band": (1, 4)})  # a random model solves nothing
+    card = run_job(tiny_model_dir, tmp_path / "c", config=config)
+    assert card["problems"] == 6 and card["problems_kept"] == 0 and card["prefixes"] == 0
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tiny_model_dir, tmp_path):
+    reference = run_job(tiny_model_dir, tmp_path / "ref")
+    out, marker = tmp_path / "killed", tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "label_job.py"), str(tiny_model_dir), str(out),
+                             str(marker)], env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    deadline = time.time() + 120
+    while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read(out / "labels.jsonl")
+    assert 0 < len(partial) < reference["prefixes"], "the kill must land mid-run"
+    run_job(tiny_model_dir, out)
+    keys = [(r["problem_id"], r["sample_index"], r["prefix_len"]) for r in read(out / "labels.jsonl")]
+    assert len(keys) == len(set(keys)) == reference["prefixes"]
+    ref = {(r["problem_id"], r["sample_index"], r["prefix_len"]): r for r in read(tmp_path / "ref" / "labels.jsonl")}
+    assert all(ref[(r["problem_id"], r["sample_index"], r["prefix_len"])] == r for r in read(out / "labels.jsonl"))
