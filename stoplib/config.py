@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .engines.base import SamplingParams
+from .labels import LabelConfig
+from .stop import StopConfig
+from .train import TrainConfig
 
 SCALES = ("tiny", "small", "paper")
 ENGINES = ("hf", "vllm")
+
+TOY_MAX_NEW_TOKENS = 200  # organism paths are ~120 tokens
 
 # The paper's sampling protocol (PAPER_SPEC section 0, item 7).
 PAPER_SAMPLING = SamplingParams(temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=16384, seed=0, logprobs=20)
@@ -30,16 +35,28 @@ PAPER_SAMPLING = SamplingParams(temperature=0.6, top_p=0.95, top_k=40, max_new_t
 class ScalePreset:
     """How big each stage is at one scale."""
 
-    n_paths: int  # N paths sampled per problem
+    n_paths: int  # N paths sampled per evaluation problem
     keep: int  # k paths kept after the check
-    n_eval_problems: int  # held-out problems evaluated (0 = all of the benchmark)
+    n_eval_problems: int  # held-out problems evaluated (0 = the whole benchmark)
     batch_size: int  # rows decoded together by the HF engine
+    n_train_problems: int  # problems entering dataset construction (0 = all given)
+    n_filter: int  # paths per problem for the difficulty filter (paper: 32)
+    k_rollouts: int  # Monte Carlo continuations per prefix (paper: 32)
+    epochs: int
+    lr: float
+    train_batch: int
+    grad_accum: int
+    lora_r: int
 
 
 PRESETS: dict[str, ScalePreset] = {
-    "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=64),
-    "small": ScalePreset(n_paths=32, keep=4, n_eval_problems=64, batch_size=512),
-    "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64),
+    "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=512, n_train_problems=12, n_filter=8,
+                        k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8),
+    "small": ScalePreset(n_paths=32, keep=4, n_eval_problems=64, batch_size=4096, n_train_problems=384, n_filter=32,
+                         k_rollouts=8, epochs=8, lr=1e-3, train_batch=64, grad_accum=1, lora_r=8),
+    # Paper: Table 12 (1.5B column; use r=256 for 7B/8B). Global batch 128 = 16 x 8.
+    "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64, n_train_problems=0, n_filter=32,
+                         k_rollouts=32, epochs=15, lr=2e-5, train_batch=16, grad_accum=8, lora_r=128),
 }
 
 
@@ -56,13 +73,11 @@ class ModelDefaults:
 def model_defaults(model: str, scale: str) -> ModelDefaults:
     """Defaults for ``model``: "toy" (the built-in organism) or a hub id / local path."""
     if model == "toy":
-        from .toy import organism
+        from .toy.measure import DEFAULT_PREFIX_LEN
+        from .toy.organism import organism_path
 
-        return ModelDefaults(
-            path=str(organism.organism_path("small")),
-            prefix_len=organism.DEFAULT_PREFIX_LEN,
-            max_new_tokens=organism.MAX_NEW_TOKENS,
-        )
+        return ModelDefaults(path=str(organism_path("small")), prefix_len=DEFAULT_PREFIX_LEN,
+                             max_new_tokens=TOY_MAX_NEW_TOKENS)
     return ModelDefaults(path=model, prefix_len=2048, max_new_tokens=PAPER_SAMPLING.max_new_tokens)
 
 
@@ -83,6 +98,12 @@ class RunConfig:
     n_eval_problems: int
     batch_size: int
     sampling: SamplingParams
+    benchmark: str  # evaluation problems: "toy" or a benchmark name / file (stoplib.problems)
+    train_problems: str | None  # dataset-construction problems: "toy" or a file; None = not set
+    n_train_problems: int
+    labels: LabelConfig
+    stop: StopConfig
+    train: TrainConfig
     chat_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,11 +130,22 @@ def resolve(
     preset = PRESETS[scale]
     defaults = model_defaults(model, scale)
     sampling = PAPER_SAMPLING.with_(seed=seed, max_new_tokens=defaults.max_new_tokens)
+    toy = model == "toy"
+    labels = LabelConfig(
+        n_filter=preset.n_filter, band=(round(4 * preset.n_filter / 32), round(28 * preset.n_filter / 32)),
+        prefix_lens=(defaults.prefix_len,), k_rollouts=preset.k_rollouts, sampling=sampling,
+        batch_prefixes=max(1, preset.batch_size // preset.k_rollouts), model=model, seed=seed,
+    )
+    stop = StopConfig(lora_r=preset.lora_r, lora_alpha=2 * preset.lora_r, base_model=defaults.path)
+    train = TrainConfig(lr=preset.lr, epochs=preset.epochs, batch_size=preset.train_batch,
+                        grad_accum=preset.grad_accum, max_length=4096 if toy else 2048 + 1024, seed=seed)
     config = RunConfig(
         scale=scale, model=model, model_path=defaults.path, engine=engine, seed=seed,
         results_root=str(results_root), figures_dir=str(figures_dir), n_paths=preset.n_paths,
         keep=preset.keep, prefix_len=defaults.prefix_len, n_eval_problems=preset.n_eval_problems,
-        batch_size=preset.batch_size, sampling=sampling, chat_kwargs=dict(defaults.chat_kwargs),
+        batch_size=preset.batch_size, sampling=sampling, benchmark="toy" if toy else "aime_2024",
+        train_problems="toy" if toy else None, n_train_problems=preset.n_train_problems,
+        labels=labels, stop=stop, train=train, chat_kwargs=dict(defaults.chat_kwargs),
     )
     unknown = set(overrides) - set(RunConfig.__dataclass_fields__)
     if unknown:

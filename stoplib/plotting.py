@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def set_style() -> None:
@@ -27,3 +28,80 @@ def save_figure(fig: "plt.Figure", name: str, figures_dir: str | Path = "figures
         fig.savefig(path, dpi=150, bbox_inches="tight")
         paths.append(path)
     return paths
+
+
+def plot_pass_counts(pass_counts: Sequence[int], n: int, band: tuple[int, int] | None = None,
+                     title: str = "Correct paths per problem") -> "plt.Figure":
+    """Histogram of correct paths out of n per problem; the learnable band shaded."""
+    set_style()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(pass_counts, bins=range(0, n + 2), color="#4C72B0", edgecolor="white", align="left")
+    if band is not None:
+        ax.axvspan(band[0] - 0.5, band[1] + 0.5, color="#55A868", alpha=0.15, label=f"kept band {band[0]}-{band[1]}")
+        ax.legend(loc="upper center", frameon=False)
+    ax.set(xlabel=f"correct paths out of {n}", ylabel="problems", title=title)
+    return fig
+
+
+def plot_label_distribution(soft: Sequence[float], hard: Sequence[int]) -> "plt.Figure":
+    """Soft (Monte Carlo) labels, split by the hard label of the path the prefix came from."""
+    set_style()
+    soft, hard = np.asarray(soft), np.asarray(hard)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = np.linspace(0, 1, 21)
+    ax.hist([soft[hard == 1], soft[hard == 0]], bins=bins, stacked=True, color=["#55A868", "#C44E52"],
+            label=["original path correct", "original path wrong"], edgecolor="white")
+    ax.set(xlabel="soft label s_mc (fraction of continuations correct)", ylabel="prefixes",
+           title="Monte Carlo soft labels")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_learning_curves(history: Sequence[dict], title: str = "STOP training") -> "plt.Figure":
+    """Train loss, validation MSE and AUROC per epoch."""
+    set_style()
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
+    axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
+    axes[0].set(title="train soft BCE", xlabel="epoch")
+    axes[1].plot(epochs, [h["val_mse"] for h in history], marker="o", color="#C44E52")
+    axes[1].set(title="validation MSE to s_mc", xlabel="epoch")
+    for key, label in (("val_auroc", "pooled"), ("val_within_auroc", "within problem")):
+        if key in history[0]:
+            axes[2].plot(epochs, [h[key] for h in history], marker="o", label=label)
+    axes[2].set(title="validation AUROC (path correct)", xlabel="epoch")
+    axes[2].legend(frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_first_error_positions(fractions: Sequence[float], prefix_fraction: float) -> "plt.Figure":
+    """Where failed paths make their first error, as a fraction of the path."""
+    set_style()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.hist(fractions, bins=np.linspace(0, 1, 21), color="#C44E52", edgecolor="white")
+    ax.axvline(prefix_fraction, color="k", ls="--", label=f"prefix (L) = {prefix_fraction:.0%} of a path")
+    ax.set(xlabel="position of the first wrong step (fraction of the path)", ylabel="failed paths",
+           title="Failures begin early")
+    ax.legend(frameon=False)
+    return fig
+
+
+def plot_salvage_curve(positions: Sequence[float], still_salvageable: Sequence[float],
+                       doomed_share: Sequence[float], prefix_fraction: float) -> "plt.Figure":
+    """The "why prune early" figure (paper Figure 1's motivation).
+
+    ``still_salvageable[t]``: P(path ends correct | it already made an error by position t);
+    ``doomed_share[t]``: share of the eventually failed paths that already made their first
+    error by position t.
+    """
+    set_style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.plot(positions, doomed_share, color="#C44E52", lw=2, label="failed paths already wrong by t")
+    ax.plot(positions, still_salvageable, color="#4C72B0", lw=2, label="P(correct | wrong step by t)")
+    ax.axvline(prefix_fraction, color="k", ls="--", lw=1, label="prune point L")
+    ax.set(xlabel="position t along the path (fraction)", ylabel="probability", ylim=(-0.02, 1.02),
+           title="Why prune early: errors come early and stick")
+    ax.legend(frameon=False, loc="center right")
+    return fig

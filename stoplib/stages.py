@@ -1,0 +1,144 @@
+"""The pipeline's stages as cached functions of a ``RunConfig`` (what notebooks and the CLI call).
+
+Each stage stores its output under ``results_root/<stage>/<hash of what it depends on>/`` and
+returns it at once when it is already complete (``force=True`` recomputes). Long stages
+resume after an interruption.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .bank import Bank, build_bank, load_bank
+from .config import RunConfig
+from .engines import Engine, make_engine
+from .labels import LabelConfig, build_labels
+from .problems import Problem, load_problems
+from .prompts import build_prompt_ids
+from .stop import StopConfig, StopScorer
+from .store import Store, atomic_write_json, read_json
+from .train import TrainConfig, load_label_records, train_stop
+
+VARIANTS = ("stop", "probe", "hard")  # STOP, "w/o adapter" probe, hard-label training
+
+
+def eval_problems(config: RunConfig) -> list[Problem]:
+    """Held-out evaluation problems."""
+    if config.benchmark == "toy":
+        from .toy.task import make_problems
+
+        return make_problems(config.n_eval_problems, seed=config.seed, split="eval")
+    return load_problems(config.benchmark, limit=config.n_eval_problems or None)
+
+
+def train_problems(config: RunConfig) -> list[Problem]:
+    """Problems for dataset construction (never the evaluation problems)."""
+    if config.train_problems is None:
+        raise ValueError("no training problems: pass train_problems=<file> (the paper uses AIME 1984-2023 "
+                         "and GPQA without Diamond), or use model='toy'")
+    if config.train_problems == "toy":
+        from .toy.task import make_problems
+
+        return make_problems(config.n_train_problems, seed=config.seed, split="train")
+    problems = load_problems(config.train_problems)
+    return problems[: config.n_train_problems] if config.n_train_problems else problems
+
+
+def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
+    return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
+
+
+def prompts_for(problems: list[Problem], engine: Engine, config: RunConfig) -> list[list[int]]:
+    return [build_prompt_ids(p, engine.tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
+
+
+def _fresh(directory: Path, force: bool) -> None:
+    if force and directory.exists():
+        for child in directory.iterdir():
+            if child.name != "config.json":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+# ---------------------------------------------------------------- dataset construction
+def labels_key(config: RunConfig) -> dict[str, Any]:
+    return {"model_path": config.model_path, "train_problems": config.train_problems,
+            "n_train_problems": config.n_train_problems, "labels": config.labels}
+
+
+def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
+                 progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Build (or load) the MC-labelled prefix dataset; returns (directory, card)."""
+    directory = Store(config.results_root).run_dir("labels", labels_key(config))
+    _fresh(directory, force)
+    card_path = directory / "card.json"
+    if card_path.exists() and read_json(card_path).get("complete"):
+        return directory, read_json(card_path)
+    engine = engine or engine_for(config)
+    problems = train_problems(config)
+    held_out = {p.id for p in eval_problems(config)}
+    labels = LabelConfig(**{**config.labels.__dict__, "exclude_ids": tuple(sorted(held_out))})
+    card = build_labels(engine, problems, prompts_for(problems, engine, config), labels, directory, progress=progress)
+    card["complete"] = True
+    atomic_write_json(card_path, card)
+    return directory, card
+
+
+# ---------------------------------------------------------------- STOP training
+def variant_configs(config: RunConfig, variant: str) -> tuple[StopConfig, TrainConfig]:
+    """The STOP and training configs of a variant: "stop", "probe" (w/o adapter), "hard" labels."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    stop, train = config.stop, config.train
+    if variant == "probe":
+        stop = StopConfig(**{**stop.__dict__, "use_adapter": False})
+    if variant == "hard":
+        train = TrainConfig(**{**train.__dict__, "hard_labels": True})
+    return stop, train
+
+
+def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
+               progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train (or load) a STOP variant on the labels; returns (best checkpoint dir, summary)."""
+    labels_dir, _ = labels_stage(config, progress=progress)
+    stop, train = variant_configs(config, variant)
+    directory = Store(config.results_root).run_dir("stop", {"labels": labels_key(config), "stop": stop, "train": train})
+    _fresh(directory, force)
+    if (directory / "summary.json").exists():
+        return directory / "best", read_json(directory / "summary.json")
+    from .engines.hf import load_model_and_tokenizer
+
+    base, tokenizer = load_model_and_tokenizer(config.model_path)
+    scorer = StopScorer(base, tokenizer, stop)
+    train_records = load_label_records(labels_dir / "train.jsonl")
+    val_records = load_label_records(labels_dir / "val.jsonl")
+    result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
+    summary = {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
+               "n_train": len(train_records), "n_val": len(val_records)}
+    atomic_write_json(directory / "summary.json", summary)
+    return directory / "best", summary
+
+
+def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, tokenizer: Any = None) -> StopScorer:
+    """The trained scorer of a variant (trains it first if needed)."""
+    best, _ = stop_stage(config, variant, progress=False)
+    return StopScorer.from_pretrained(best, base_model, tokenizer)
+
+
+# ---------------------------------------------------------------- rollout bank
+def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
+               progress: bool = True) -> Bank:
+    """N complete paths per evaluation problem (``config.n_paths``), generated once."""
+    key = {"model_path": config.model_path, "benchmark": config.benchmark, "n_eval": config.n_eval_problems,
+           "n_paths": config.n_paths, "sampling": config.sampling}
+    directory = Store(config.results_root).run_dir("bank", key)
+    _fresh(directory, force)
+    problems = eval_problems(config)
+    if (directory / "complete.json").exists():
+        return load_bank(directory, problems)
+    engine = engine or engine_for(config)
+    bank = build_bank(engine, problems, prompts_for(problems, engine, config), config.n_paths, config.sampling,
+                      directory, problems_per_call=max(1, config.batch_size // config.n_paths), progress=progress)
+    atomic_write_json(directory / "complete.json", {"problems": len(problems)})
+    return bank
