@@ -14,6 +14,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest
 import torch
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (two threads on a shared 2-core machine thrash)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789 +-*=:\\{}\n")
 SPECIAL = ["<pad>", "<bos>", "<eos>"]
 

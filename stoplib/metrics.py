@@ -1,0 +1,464 @@
+"""Evaluation metrics. Scores follow the project convention: higher score = predicts label 1
+(a correct path, "keep").
+
+AUROC (pooled and within-problem); replay of any (N, k, L) pruning policy on a rollout bank with
+the online pipeline's exact semantics (avg@k|N, Cons@N, tokens); the no-pruning baselines (avg@N,
+majority vote, pass@k); bootstrap intervals over problems, plain and paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def _as_arrays(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in length: {s.size} vs {y.size}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0/1 or booleans")
+    return s, y.astype(bool)
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int | bool]) -> float:
+    """Area under the ROC curve (Mann-Whitney U / (n1 n0)); tied scores count 1/2.
+
+    The probability that a random positive (label 1) scores above a random negative. NaN when
+    one class is absent.
+    """
+    s, y = _as_arrays(scores, labels)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(s)  # average ranks: ties count 1/2
+    u = ranks[y].sum() - n1 * (n1 + 1) / 2
+    return float(u / (n1 * n0))
+
+
+@dataclass(frozen=True)
+class WithinProblemAUROC:
+    """Mean per-group AUROC over the ``n_groups`` groups that have both classes."""
+
+    value: float
+    n_groups: int  # groups used (both classes present)
+    n_groups_total: int
+
+
+def within_problem_auroc_detail(
+    scores: Sequence[float], labels: Sequence[int | bool], groups: Sequence[Hashable]
+) -> WithinProblemAUROC:
+    """Per-group (e.g. per-problem) AUROC averaged over the groups with both classes.
+
+    Pruning ranks paths of one problem against each other, so this is the AUROC that matters
+    for it; the pooled AUROC also rewards telling easy problems from hard ones.
+    """
+    s, y = _as_arrays(scores, labels)
+    g = list(groups)
+    if len(g) != s.size:
+        raise ValueError(f"groups and scores differ in length: {len(g)} vs {s.size}")
+    index: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(g):
+        index.setdefault(key, []).append(i)
+    values = []
+    for rows in index.values():
+        value = auroc(s[rows], y[rows])
+        if not np.isnan(value):
+            values.append(value)
+    mean = float(np.mean(values)) if values else float("nan")
+    return WithinProblemAUROC(value=mean, n_groups=len(values), n_groups_total=len(index))
+
+
+def within_problem_auroc(
+    scores: Sequence[float], labels: Sequence[int | bool], groups: Sequence[Hashable]
+) -> float:
+    """Mean per-group AUROC over groups with both classes (NaN if there are none)."""
+    return within_problem_auroc_detail(scores, labels, groups).value
+
+
+# =============================================================================================
+# Replay over a bank: the online pipeline's exact semantics, without generating again.
+#
+# ``stoplib.pipeline`` (Launch -> Check -> Resume -> vote) on N seeded paths per problem, and
+# ``replay`` on the bank of those same complete paths, give the same kept paths, votes and token
+# counts (a complete path contains its own prefix at every L, and its remainder is a valid
+# continuation of that prefix). Rules, as in the pipeline:
+#
+# * a path is *finished early* if it ended within the first L generated tokens; such paths are
+#   not checked, are kept, vote (with score NaN, i.e. lowest in the vote's tie-break) and do
+#   not take one of the k resume slots;
+# * the other paths are ranked by score, ties to the lower sample index, NaN last
+#   (``signals.base.top_k``), and the best k are resumed;
+# * the vote is ``pipeline.majority_vote`` over the kept paths in sample order, with their scores;
+#   the vote is correct iff a kept path with that answer is correct (None: incorrect);
+# * tokens (prompt excluded) = sum over the N paths of min(len, L) + sum over kept unfinished
+#   paths of (len - L).
+
+
+
+@dataclass(frozen=True)
+class BankArrays:
+    """What replay needs from a bank, as arrays (computed once per bank)."""
+
+    problem_ids: list[str]
+    lengths: np.ndarray  # (P, N) generated tokens per path
+    finished: np.ndarray  # (P, N) the path ended (finish_reason is not None)
+    correct: np.ndarray  # (P, N) bool
+    answers: list[list[str | None]]  # (P, N) extracted answers
+
+    @property
+    def n_paths(self) -> int:
+        return int(self.lengths.shape[1])
+
+
+def bank_arrays(bank: Any) -> BankArrays:
+    """Arrays over the first ``bank.n_paths`` paths of every problem of a ``stoplib.bank.Bank``."""
+    if isinstance(bank, BankArrays):
+        return bank
+    n = bank.n_paths
+    return BankArrays(
+        problem_ids=[bp.problem.id for bp in bank.problems],
+        lengths=np.array([[p.generated_tokens for p in bp.paths[:n]] for bp in bank.problems], dtype=np.int64),
+        finished=np.array([[p.finish_reason is not None for p in bp.paths[:n]] for bp in bank.problems], dtype=bool),
+        correct=np.stack([np.asarray(bp.correct[:n], dtype=bool) for bp in bank.problems]),
+        answers=[list(bp.answers[:n]) for bp in bank.problems],
+    )
+
+
+def score_bank(bank: Any, signal: Any, prefix_len: int, *, n: int | None = None, open_only: bool = True,
+               progress: bool = False) -> list[np.ndarray]:
+    """Scores of the first ``n`` paths' prefixes at ``prefix_len``, per problem, as the pipeline's
+    check computes them: the unfinished prefixes are scored together (one ``signal.score`` call per
+    problem, which matters for set-dependent signals such as SlimSC) and finished-early paths get
+    NaN. ``open_only=False`` scores every prefix (finished ones included) in one call."""
+    n = bank.n_paths if n is None else n
+    out = []
+    problems = bank.problems
+    if progress:
+        from tqdm.auto import tqdm
+
+        problems = tqdm(problems, desc=f"score L={prefix_len}", leave=False)
+    for bp in problems:
+        prefixes = bp.prefixes(prefix_len)[:n]
+        rows = [i for i, p in enumerate(prefixes) if not (open_only and p.finished)]
+        scores = np.full(len(prefixes), np.nan)
+        if rows:
+            scores[rows] = np.asarray(signal.score([prefixes[i] for i in rows], bp.problem), dtype=float)
+        out.append(scores)
+    return out
+
+
+def _score_matrix(scores: Sequence[Sequence[float]] | np.ndarray, n_problems: int, n: int) -> np.ndarray:
+    if len(scores) != n_problems:
+        raise ValueError(f"scores for {len(scores)} problems, the bank has {n_problems}")
+    rows = []
+    for p, s in enumerate(scores):
+        s = np.asarray(s, dtype=float).reshape(-1)
+        if s.size < n:
+            raise ValueError(f"problem {p}: {s.size} scores, need at least n={n}")
+        rows.append(s[:n])
+    return np.stack(rows) if rows else np.zeros((0, n))
+
+
+def _top_k_mask(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
+    """(P, n) mask of the k best eligible entries per row, ranked exactly as ``signals.base.top_k``
+    (higher score first, NaN last, ties to the lower index)."""
+    p, n = scores.shape
+    index = np.broadcast_to(np.arange(n), (p, n))
+    order = np.lexsort((index, -np.nan_to_num(scores), np.isnan(scores), ~eligible), axis=-1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (p, n)), axis=-1)
+    return eligible & (rank < k)
+
+
+def _vote(answers: Sequence[str | None], correct: np.ndarray, rows: np.ndarray,
+          scores: Sequence[float] | None) -> tuple[str | None, bool]:
+    from .pipeline import majority_vote
+
+    kept_answers = [answers[i] for i in rows]
+    vote = majority_vote(kept_answers, None if scores is None else list(scores))
+    if vote is None:
+        return None, False
+    first = next(i for i, a in zip(rows, kept_answers) if a == vote)
+    return vote, bool(correct[first])
+
+
+@dataclass
+class ReplayResult:
+    """One (N, k, L) policy replayed on a bank; per-problem arrays and the aggregates."""
+
+    n: int
+    k: int
+    prefix_len: int
+    problem_ids: list[str]
+    kept: np.ndarray  # (P, n) bool
+    finished_early: np.ndarray  # (P, n) bool
+    kept_accuracy: np.ndarray  # (P,) mean correctness of the kept paths
+    votes: list[str | None]
+    vote_correct: np.ndarray  # (P,) bool
+    tokens: np.ndarray  # (P,) generated tokens spent (prompt excluded)
+    full_tokens: np.ndarray  # (P,) tokens without pruning (the n paths run to completion)
+
+    @property
+    def avg_kept(self) -> float:
+        """avg@k|N: mean over problems of the kept paths' accuracy."""
+        return float(np.mean(self.kept_accuracy))
+
+    @property
+    def cons(self) -> float:
+        """Cons@N: accuracy of the majority vote over the kept paths."""
+        return float(np.mean(self.vote_correct))
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.tokens.sum())
+
+    @property
+    def token_reduction(self) -> float:
+        """Relative reduction (Eq. 5) vs running the n paths to completion: 1 - tokens / full tokens."""
+        full = int(self.full_tokens.sum())
+        return float(1.0 - self.total_tokens / full) if full else 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"n": self.n, "k": self.k, "prefix_len": self.prefix_len, "avg_kept": self.avg_kept,
+                "cons": self.cons, "tokens": self.total_tokens, "tokens_per_problem": float(self.tokens.mean()),
+                "full_tokens": int(self.full_tokens.sum()), "token_reduction": self.token_reduction,
+                "finished_early": float(self.finished_early.mean())}
+
+
+def replay(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int, k: int, prefix_len: int,
+           check_tokens: int = 0) -> ReplayResult:
+    """Replay Launch (N = ``n``, L = ``prefix_len``) -> Check (``scores``) -> Resume (top ``k``) -> vote.
+
+    ``bank``: a ``stoplib.bank.Bank`` (or its ``bank_arrays``). ``scores``: per problem, an array
+    over the bank's paths (at least the first ``n``) of the scores of each path's prefix at
+    ``prefix_len`` (``score_bank`` computes them; entries of finished-early paths are ignored). The
+    first ``n`` paths (sample indices 0..n-1) are used. Semantics: see the comment above.
+
+    ``check_tokens`` (default 0, the pipeline's accounting) adds that many tokens per checked
+    (unfinished) prefix, e.g. ``prefix_len`` to charge an external judge's re-encoding of every
+    prefix, which is what the paper's Type II token counts look like (PAPER_SPEC §7.3).
+    """
+    arrays = bank_arrays(bank)
+    if not 1 <= n <= arrays.n_paths:
+        raise ValueError(f"need 1 <= n <= {arrays.n_paths} (paths in the bank), got n={n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if prefix_len < 1:
+        raise ValueError(f"prefix_len must be >= 1, got {prefix_len}")
+    n_problems = len(arrays.problem_ids)
+    s = _score_matrix(scores, n_problems, n)
+    lengths, correct = arrays.lengths[:, :n], arrays.correct[:, :n]
+    early = arrays.finished[:, :n] & (lengths <= prefix_len)
+    resumed = _top_k_mask(s, ~early, k)
+    kept = early | resumed
+    kept_accuracy = (correct & kept).sum(axis=1) / kept.sum(axis=1)
+    tokens = np.minimum(lengths, prefix_len).sum(axis=1) + (np.clip(lengths - prefix_len, 0, None) * resumed).sum(axis=1)
+    tokens = tokens + int(check_tokens) * (~early).sum(axis=1)
+    vote_scores = np.where(early, np.nan, s)
+    votes, vote_correct = [], np.zeros(n_problems, dtype=bool)
+    for p in range(n_problems):
+        rows = np.flatnonzero(kept[p])
+        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], rows, vote_scores[p, rows])
+        votes.append(votes_p)
+    return ReplayResult(n, k, prefix_len, list(arrays.problem_ids), kept, early, kept_accuracy, votes,
+                        vote_correct, tokens.astype(np.int64), lengths.sum(axis=1).astype(np.int64))
+
+
+@dataclass
+class NoPruningResult:
+    """The no-pruning baseline: the first n paths of every problem run to completion."""
+
+    n: int
+    problem_ids: list[str]
+    accuracy: np.ndarray  # (P,) mean correctness of the n paths (this problem's term of avg@N)
+    votes: list[str | None]
+    vote_correct: np.ndarray  # (P,) majority vote over the n paths
+    tokens: np.ndarray  # (P,)
+
+    @property
+    def avg(self) -> float:
+        """avg@N."""
+        return float(np.mean(self.accuracy))
+
+    @property
+    def cons(self) -> float:
+        """Majority-vote accuracy over the n paths (Cons@N without pruning)."""
+        return float(np.mean(self.vote_correct))
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.tokens.sum())
+
+
+def no_pruning(bank: Any, *, n: int) -> NoPruningResult:
+    """avg@N, the majority vote over n paths (``pipeline.majority_vote`` without scores: ties to
+    the answer seen first) and the tokens of running all n paths."""
+    arrays = bank_arrays(bank)
+    if not 1 <= n <= arrays.n_paths:
+        raise ValueError(f"need 1 <= n <= {arrays.n_paths} (paths in the bank), got n={n}")
+    correct = arrays.correct[:, :n]
+    votes, vote_correct = [], np.zeros(len(arrays.problem_ids), dtype=bool)
+    for p in range(len(arrays.problem_ids)):
+        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], np.arange(n), None)
+        votes.append(votes_p)
+    return NoPruningResult(n, list(arrays.problem_ids), correct.mean(axis=1), votes, vote_correct,
+                           arrays.lengths[:, :n].sum(axis=1).astype(np.int64))
+
+
+def pass_at_k(n: int | np.ndarray, c: int | np.ndarray, k: int) -> float | np.ndarray:
+    """Unbiased pass@k (Chen et al. 2021, "Evaluating Large Language Models Trained on Code", Eq. 1):
+    ``1 - C(n - c, k) / C(n, k)`` for n samples of which c are correct (computed as a stable product)."""
+    n_arr, c_arr = np.asarray(n), np.asarray(c)
+    if np.any(c_arr < 0) or np.any(c_arr > n_arr) or np.any(k > n_arr) or k < 1:
+        raise ValueError("need 0 <= c <= n and 1 <= k <= n")
+
+    def one(nn: int, cc: int) -> float:
+        if nn - cc < k:
+            return 1.0
+        return float(1.0 - np.prod(1.0 - k / np.arange(nn - cc + 1, nn + 1)))
+
+    out = np.vectorize(one, otypes=[float])(n_arr, c_arr)
+    return float(out) if out.ndim == 0 else out
+
+
+def bank_pass_at_k(bank: Any, *, n: int, k: int) -> float:
+    """Mean over problems of unbiased pass@k from the first n paths."""
+    arrays = bank_arrays(bank)
+    c = arrays.correct[:, :n].sum(axis=1)
+    return float(np.mean(pass_at_k(np.full_like(c, n), c, k)))
+
+
+# =============================================================================================
+# bootstrap intervals over problems
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """Percentile bootstrap interval of a mean over problems."""
+
+    estimate: float  # the mean on the actual problems
+    low: float
+    high: float
+    level: float
+    n_boot: int
+    p_value: float | None = None  # paired variant: two-sided bootstrap p-value of "mean difference = 0"
+
+
+def _boot_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // max(1, values.size))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        out[start:start + m] = values[rng.integers(0, values.size, size=(m, values.size))].mean(axis=1)
+    return out
+
+
+def _check_values(values: Sequence[float], name: str = "values") -> np.ndarray:
+    v = np.asarray(values, dtype=float).reshape(-1)
+    if v.size == 0:
+        raise ValueError(f"{name} is empty")
+    if np.isnan(v).any():
+        raise ValueError(f"{name} contain NaN")
+    return v
+
+
+def bootstrap_ci(per_problem_values: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> BootstrapCI:
+    """Percentile bootstrap of the mean over problems (problems resampled with replacement)."""
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError("need 0 < level < 1 and n_boot >= 1")
+    v = _check_values(per_problem_values)
+    boots = _boot_means(v, n_boot, seed)
+    alpha = (1 - level) / 2
+    return BootstrapCI(float(v.mean()), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha)),
+                       level, n_boot)
+
+
+def paired_bootstrap_ci(values_a: Sequence[float], values_b: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                        level: float = 0.95) -> BootstrapCI:
+    """Bootstrap of the mean difference a - b between two methods on the same problems (the same
+    resampled problems for both), with a two-sided bootstrap p-value
+    ``min(1, 2 * min(P*(d <= 0), P*(d >= 0)))``."""
+    a, b = _check_values(values_a, "values_a"), _check_values(values_b, "values_b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in length: {a.size} vs {b.size}")
+    d = a - b
+    ci = bootstrap_ci(d, n_boot, seed, level)
+    boots = _boot_means(d, n_boot, seed)
+    p = min(1.0, 2.0 * min(float(np.mean(boots <= 0)), float(np.mean(boots >= 0))))
+    return BootstrapCI(ci.estimate, ci.low, ci.high, level, n_boot, p)
+
+
+# =============================================================================================
+# signal quality on a bank
+
+
+@dataclass(frozen=True)
+class SignalAUROC:
+    """AUROC of prefix scores for path correctness."""
+
+    pooled: float  # all scored paths of all problems together
+    within: float  # mean per-problem AUROC over problems with both classes
+    n_groups: int  # problems used for ``within``
+    n_groups_total: int
+    n_scored: int  # scored (non-NaN) paths
+
+
+def signal_auroc(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int | None = None) -> SignalAUROC:
+    """Pooled and within-problem AUROC of ``scores`` (per problem, over the bank's paths) for the
+    correctness of the first ``n`` paths. NaN scores (finished-early paths that a check never
+    scores, see ``score_bank``) are left out."""
+    arrays = bank_arrays(bank)
+    n = arrays.n_paths if n is None else n
+    s = _score_matrix(scores, len(arrays.problem_ids), n)
+    y = arrays.correct[:, :n]
+    groups = np.broadcast_to(np.arange(len(arrays.problem_ids))[:, None], s.shape)
+    ok = ~np.isnan(s)
+    if not ok.any():
+        raise ValueError("no scored paths (every score is NaN)")
+    detail = within_problem_auroc_detail(s[ok], y[ok], groups[ok].tolist())
+    return SignalAUROC(auroc(s[ok], y[ok]), detail.value, detail.n_groups, len(arrays.problem_ids), int(ok.sum()))
+
+
+ScoresFor = Callable[[int, int], Sequence[Sequence[float]]]
+
+
+def replay_grid(bank: Any, scores: Mapping[Any, Sequence[Sequence[float]]] | ScoresFor, *, ns: Sequence[int],
+                ks: Sequence[int], prefix_lens: Sequence[int]) -> "Any":
+    """A pandas DataFrame of ``replay(...).summary()`` for every (n, k, L) with k <= n, plus the
+    no-pruning ``avg_full`` / ``cons_full`` / ``pass_at_k`` of the same n.
+
+    ``scores``: a callable ``(n, L) -> scores``, or a mapping keyed by L or by (n, L) (use (n, L)
+    for set-dependent signals, whose scores depend on which prefixes are scored together).
+    """
+    import pandas as pd
+
+    arrays = bank_arrays(bank)
+
+    def lookup(n: int, length: int):
+        if callable(scores):
+            return scores(n, length)
+        return scores[(n, length)] if (n, length) in scores else scores[length]
+
+    base = {n: no_pruning(arrays, n=n) for n in ns}
+    rows = []
+    for length in prefix_lens:
+        for n in ns:
+            s = lookup(n, length)
+            for k in ks:
+                if k > n:
+                    continue
+                row = replay(arrays, s, n=n, k=k, prefix_len=length).summary()
+                row.update(avg_full=base[n].avg, cons_full=base[n].cons,
+                           pass_at_k=bank_pass_at_k(arrays, n=n, k=k))
+                rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,502 @@
+"""Type II — external, learnable: a separate trained model judges the prefix text.
+
+Both judges here read the *decoded text* of prompt + prefix and run their own model on it:
+separate weights, their own tokenizer, a full re-encoding of every prefix, no access to the
+generator's KV cache or hidden states (paper §2.2, Table 1; §5.2 "Type II requires full
+sequence re-encoding"). Decoding needs the generator's tokenizer (``tokenizer=``) or an
+``ids -> str`` callable (``decode=``).
+
+* ``prm`` — a process reward model, used as the model card of Qwen2.5-Math-PRM-7B documents
+  (huggingface.co/Qwen/Qwen2.5-Math-PRM-7B, "Quick Start"): the conversation
+  ``[system, user = query, assistant = "<extra_0>".join(steps) + "<extra_0>"]`` rendered by the
+  PRM's chat template, steps separated by blank lines ("\\n\\n"); the reward of step s is
+  ``softmax(logits at the s-th "<extra_0>" position)[1]``, the probability of the positive
+  class. The STOP paper's Type II baseline is LaBoR's early pruning with this PRM (App. D.1);
+  it does not say how step rewards are aggregated, how steps are cut, or whether the prompt is
+  included (PAPER_SPEC §3.1, §12.1): all three are options here (defaults: min over steps,
+  "\\n\\n", prompt included).
+* ``verifier`` — the paper's "Type II-retrain" analogue (App. D, Table 13): an external model
+  trained on the same Monte Carlo soft labels as STOP, reading only the text. See
+  :class:`TextVerifier`.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path as FsPath
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..engines.base import Path
+from ..problems import Problem
+from ..stop import ALL_LINEAR, _decoder, _present_targets, left_pad
+from .base import SignalInfo, register
+from .type1 import Decode, TextSignal
+
+PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+PRM_STEP_TOKEN = "<extra_0>"
+AGGREGATES = ("min", "last", "product", "mean")
+
+
+# ============================================================================================
+# (a) process reward model
+
+
+def prm_steps(text: str, step_sep: str = "\n\n", partial_last: str = "keep") -> list[str]:
+    """Steps of a response: ``text.split(step_sep)``, each stripped, empty ones removed.
+
+    ``partial_last="drop"`` removes the last step when the text does not end with the separator
+    (the step the prefix boundary cut); if that leaves no step, the partial step is kept.
+    """
+    if not step_sep:
+        raise ValueError("the step separator must be non-empty")
+    if partial_last not in ("keep", "drop"):
+        raise ValueError(f"partial_last must be 'keep' or 'drop', got {partial_last!r}")
+    steps = [s.strip() for s in text.split(step_sep)]
+    steps = [s for s in steps if s]
+    if partial_last == "drop" and len(steps) > 1 and not text.rstrip(" \t").endswith(step_sep):
+        steps = steps[:-1]
+    return steps
+
+
+def prm_conversation(tokenizer: Any, query: str, steps: Sequence[str], system: str | None = PRM_SYSTEM,
+                     step_token: str = PRM_STEP_TOKEN) -> str:
+    """The PRM input text (model-card recipe): system / user / assistant with every step followed
+    by ``step_token``, rendered by the tokenizer's chat template (``add_generation_prompt=False``).
+    Without a chat template: ``system + "\\n\\n" + query + "\\n\\n" + assistant``."""
+    assistant = step_token.join(steps) + step_token
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": query}, {"role": "assistant", "content": assistant}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def step_rewards(logits: torch.Tensor | np.ndarray, separator_mask: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Step rewards (n_steps,) from token-classification logits (S, 2) and a mask (S,) of the
+    separator positions: the positive-class probability softmax(logits)[:, 1] at each separator."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    mask = torch.as_tensor(separator_mask, dtype=torch.bool)
+    if logits.ndim != 2 or logits.shape[-1] != 2:
+        raise ValueError(f"expected (seq_len, 2) logits, got {tuple(logits.shape)}")
+    return torch.softmax(logits[mask], dim=-1)[:, 1].numpy().astype(np.float64)
+
+
+def aggregate_rewards(rewards: Sequence[float], how: str = "min") -> float:
+    """One score from step rewards: "min", "last", "mean" or "product" (returned as the sum of
+    log rewards, the log of the product: same order, no underflow over many steps)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if how not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {how!r}")
+    if r.size == 0:
+        raise ValueError("no step rewards to aggregate")
+    if how == "min":
+        return float(r.min())
+    if how == "last":
+        return float(r[-1])
+    if how == "mean":
+        return float(r.mean())
+    return float(np.log(np.clip(r, 1e-300, None)).sum())
+
+
+def load_prm(path: str | FsPath, *, trust_remote_code: bool = False, device: str = "auto",
+             dtype: str | torch.dtype = "auto", revision: str | None = None) -> tuple[Any, Any]:
+    """Load a PRM (token classification with 2 labels) and its tokenizer.
+
+    ``trust_remote_code=True`` loads with ``AutoModel`` as the Qwen2.5-Math-PRM model card does
+    (its ``Qwen2ForProcessRewardModel`` ships as custom code: only when you ask for it). Otherwise
+    ``AutoModelForTokenClassification``; a checkpoint whose head weights do not load (for
+    instance a custom-code PRM) is an error, never a silently random head.
+    """
+    from transformers import AutoModel, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
+
+    from ..engines.hf import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, dev), revision=revision)
+    if trust_remote_code:
+        model = AutoModel.from_pretrained(str(path), trust_remote_code=True, **kwargs)
+    else:
+        raw, _ = PretrainedConfig.get_config_dict(str(path), revision=revision)  # read only, runs no code
+        arch = ",".join(raw.get("architectures") or [])
+        if raw.get("auto_map") and "ForTokenClassification" not in arch:
+            raise ValueError(f"{path}: the PRM's architecture ({arch}) ships as custom code; pass "
+                             "trust_remote_code=True if you trust it")
+        model, info = AutoModelForTokenClassification.from_pretrained(str(path), output_loading_info=True, **kwargs)
+        missing = list(info.get("missing_keys", []))
+        if missing:
+            raise ValueError(f"{path}: weights missing from the checkpoint (the head would be random): {missing[:5]}")
+    tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision, trust_remote_code=trust_remote_code)
+    return model.to(dev).eval(), tokenizer
+
+
+@register(SignalInfo("prm", "II", "external", True,
+                     "process reward model (Qwen2.5-Math-PRM usage): step rewards at <extra_0> separators "
+                     "of the re-encoded prompt + prefix text, aggregated (min/last/product/mean)"))
+class PRMSignal(TextSignal):
+    """Scores prefixes with a process reward model (see the module docstring).
+
+    ``prm``: a local path (or hub id) or an already loaded model; ``prm_tokenizer`` goes with a
+    loaded model. ``tokenizer`` / ``decode``: the *generator's* tokenizer or decoder, to turn the
+    prefix ids into text. ``step_sep``: "\\n\\n" (model card; use "\\n" for the toy task, one step
+    per line). ``aggregate``: min (default) / last / product (sum of logs) / mean.
+    ``include_prompt``: the user turn holds the problem text (``problem.prompt``, or the decoded
+    prompt ids when no problem is given); False leaves it empty. ``partial_last``: keep (default)
+    or drop the step the prefix boundary cut. A prefix with no step scores ``empty_score`` (0.5,
+    uninformative). ``max_length``: error if a PRM input is longer (None: no check).
+    """
+
+    def __init__(self, prm: str | FsPath | Any = None, prm_tokenizer: Any = None, *, tokenizer: Any = None,
+                 decode: Decode | None = None, step_sep: str = "\n\n", aggregate: str = "min",
+                 include_prompt: bool = True, system: str | None = PRM_SYSTEM, step_token: str = PRM_STEP_TOKEN,
+                 partial_last: str = "keep", empty_score: float = 0.5, batch_size: int = 8,
+                 max_length: int | None = None, trust_remote_code: bool = False, device: str = "auto",
+                 dtype: str | torch.dtype = "auto") -> None:
+        super().__init__(tokenizer, decode)
+        if prm is None:
+            raise ValueError("PRMSignal needs prm= (a PRM path or a loaded token-classification model)")
+        if isinstance(prm, (str, FsPath)):
+            prm, loaded_tok = load_prm(prm, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
+            prm_tokenizer = prm_tokenizer or loaded_tok
+        if prm_tokenizer is None:
+            raise ValueError("pass prm_tokenizer together with an already loaded PRM model")
+        aggregate_rewards([1.0], aggregate)
+        prm_steps("", step_sep, partial_last)
+        self.model = prm.eval()
+        self.prm_tokenizer = prm_tokenizer
+        ids = prm_tokenizer.encode(step_token, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"the PRM tokenizer must encode {step_token!r} as one token, got {ids}")
+        self.step_token_id = int(ids[0])
+        self.step_sep, self.aggregate, self.partial_last = step_sep, aggregate, partial_last
+        self.include_prompt, self.system, self.step_token = include_prompt, system, step_token
+        self.empty_score, self.batch_size, self.max_length = float(empty_score), batch_size, max_length
+
+    def _query(self, path: Path, problem: Problem | None) -> str:
+        if not self.include_prompt:
+            return ""
+        if problem is not None:
+            return problem.prompt
+        return self._decode(list(path.prompt_ids))  # type: ignore[misc]  (texts() checked it exists)
+
+    def conversations(self, prefixes: Sequence[Path], problem: Problem | None = None) -> list[tuple[str, int]]:
+        """(PRM input text, number of steps) per prefix; 0 steps means no input."""
+        out = []
+        for path, text in zip(prefixes, self.texts(prefixes)):
+            steps = prm_steps(text, self.step_sep, self.partial_last if not path.finished else "keep")
+            if not steps:
+                out.append(("", 0))
+                continue
+            out.append((prm_conversation(self.prm_tokenizer, self._query(path, problem), steps, self.system,
+                                         self.step_token), len(steps)))
+        return out
+
+    @torch.no_grad()
+    def rewards(self, prefixes: Sequence[Path], problem: Problem | None = None) -> list[np.ndarray]:
+        """Step rewards of each prefix (empty array for a prefix without steps)."""
+        convs = self.conversations(prefixes, problem)
+        out: list[np.ndarray] = [np.zeros(0)] * len(convs)
+        todo = [i for i, (_, n) in enumerate(convs) if n > 0]
+        device = next(self.model.parameters()).device
+        pad = self.prm_tokenizer.pad_token_id
+        pad = int(pad) if pad is not None else 0
+        for start in range(0, len(todo), self.batch_size):
+            rows = todo[start:start + self.batch_size]
+            seqs = [self.prm_tokenizer.encode(convs[i][0], add_special_tokens=False) for i in rows]
+            for i, s in zip(rows, seqs):
+                if self.max_length is not None and len(s) > self.max_length:
+                    raise ValueError(f"prefix {i}: PRM input of {len(s)} tokens > max_length {self.max_length}")
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for r, s in enumerate(seqs):  # right padding: real positions are unaffected (causal)
+                ids[r, :len(s)] = torch.as_tensor(s)
+                mask[r, :len(s)] = 1
+            result = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            logits = result.logits if hasattr(result, "logits") else result[0]
+            for r, i in enumerate(rows):
+                sep = (ids[r] == self.step_token_id) & (mask[r] == 1)
+                rew = step_rewards(logits[r].float().cpu(), sep)
+                if rew.size != convs[i][1]:
+                    raise ValueError(f"prefix {i}: found {rew.size} {self.step_token!r} positions for "
+                                     f"{convs[i][1]} steps (does the prompt or the text contain it?)")
+                out[i] = rew
+        return out
+
+    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+        return np.array([aggregate_rewards(r, self.aggregate) if r.size else self.empty_score
+                         for r in self.rewards(prefixes, problem)], dtype=float)
+
+
+# ============================================================================================
+# (b) a text verifier trained on STOP's Monte Carlo labels (Type II-retrain analogue)
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """A text verifier: its own copy of a (small) LM, a linear head on the last token.
+
+    ``mode``: "lora" (default: LoRA on every linear layer of the verifier's copy + head; the
+    copy's weights otherwise frozen), "full" (every weight of the copy trains) or "head" (linear
+    probe on the frozen copy). ``prepend_bos``: start every input with the verifier tokenizer's
+    BOS token (when it has one).
+    """
+
+    mode: str = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ALL_LINEAR
+    prepend_bos: bool = True
+    base_model: str = ""
+    base_revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lora", "full", "head"):
+            raise ValueError(f"mode must be 'lora', 'full' or 'head', got {self.mode!r}")
+        if self.mode == "lora" and self.lora_r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VerifierConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names - {"format_version", "hidden_size"}
+        if unknown:
+            raise ValueError(f"unknown VerifierConfig fields {sorted(unknown)}")
+        d = {k: v for k, v in d.items() if k in names}
+        if "target_modules" in d:
+            d["target_modules"] = tuple(d["target_modules"])
+        return cls(**d)
+
+
+class TextVerifier(nn.Module):
+    """An external verifier: re-tokenizes the decoded prompt + prefix text with its own tokenizer,
+    encodes it with its own model (separate weights, full re-encoding, no access to the
+    generator's cache), and reads a linear head on the final hidden state of the last token:
+    ``score = sigmoid(head(h_last))`` = predicted probability that the path succeeds.
+
+    Default model: a separately loaded copy of whatever LM path you give
+    (:meth:`from_base`); for the toy organism, the organism's own weights loaded a second time.
+    (Constructing it on a model object that an engine also uses would put the LoRA layers into
+    the engine's model: pass a separate copy.)
+    Trained with soft BCE on the label JSONL of STOP (:func:`train_verifier`, which runs
+    ``stoplib.train.train_stop`` on re-tokenized records: same loop, validation metrics, best
+    epoch by validation MSE, resumable epochs). The interface ``train_stop`` relies on
+    (``forward``, ``score``, ``trainable_parameters``, ``adapter_on``, ``save_pretrained``,
+    ``load_weights``, ``pad_id``, ``device``) mirrors ``StopScorer``.
+
+    Checkpoint directory: ``verifier_config.json``, ``verifier_head.safetensors`` and either
+    ``adapter/`` (peft format; "lora"), ``model.safetensors`` (all weights; "full") or nothing
+    more ("head").
+    """
+
+    def __init__(self, base_model: nn.Module, tokenizer: Any, config: VerifierConfig = VerifierConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        embeddings = base_model.get_input_embeddings().weight
+        self.head = nn.Linear(embeddings.shape[1], 1, dtype=embeddings.dtype, device=embeddings.device)
+        if config.mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                              target_modules=_present_targets(base_model, config.target_modules), bias="none")
+            for p in base_model.parameters():
+                p.requires_grad_(False)
+            self.model = get_peft_model(base_model, lora)
+            self._body_params = [p for n, p in self.model.named_parameters() if "lora_" in n]
+        else:
+            self.model = base_model
+            for p in base_model.parameters():
+                p.requires_grad_(config.mode == "full")
+            self._body_params = list(base_model.parameters()) if config.mode == "full" else []
+        self.eval()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_base(cls, model: str | FsPath, config: VerifierConfig | None = None, **load_kwargs: Any) -> "TextVerifier":
+        """A verifier on a fresh, separately loaded copy of the LM at ``model`` (path or hub id)."""
+        from ..engines.hf import load_model_and_tokenizer
+
+        config = config or VerifierConfig()
+        if not config.base_model:
+            config = replace(config, base_model=str(model))
+        lm, tok = load_model_and_tokenizer(model, revision=config.base_revision, **load_kwargs)
+        return cls(lm, tok, config)
+
+    # ------------------------------------------------------------------ text -> ids
+    def encode_text(self, text: str) -> list[int]:
+        """Verifier token ids of a text (its own tokenizer; BOS first if ``prepend_bos``)."""
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        bos = getattr(self.tokenizer, "bos_token_id", None)
+        if self.config.prepend_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [int(bos)] + ids
+        if not ids:
+            ids = [self.pad_id]
+        return ids
+
+    # ------------------------------------------------------------------ forward
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters()) + self._body_params
+
+    def adapter_on(self):
+        """No-op (the verifier's adapter is always on); present for ``train_stop``."""
+        return nullcontext()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) for left-padded verifier ids (B, S): head on the last position's final state."""
+        out = _decoder(self.model)(input_ids=input_ids, attention_mask=attention_mask,
+                                   position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=False)
+        return self.head(out.last_hidden_state[:, -1, :]).squeeze(-1).float()
+
+    @torch.no_grad()
+    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
+        """Probabilities (N,) for verifier token-id sequences."""
+        out = []
+        for start in range(0, len(prefixes), batch_size):
+            ids, mask = left_pad(prefixes[start:start + batch_size], self.pad_id, self.device)
+            out.append(torch.sigmoid(self(ids, mask)))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def score_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Probabilities (N,) for texts."""
+        return self.score([self.encode_text(t) for t in texts], batch_size).cpu().numpy().astype(float)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, directory: str | FsPath) -> FsPath:
+        from safetensors.torch import save_file, save_model
+
+        directory = FsPath(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = self.config.to_dict() | {"format_version": 1, "hidden_size": self.head.in_features}
+        (directory / "verifier_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        save_file({"head.weight": self.head.weight.detach().cpu().contiguous(),
+                   "head.bias": self.head.bias.detach().cpu().contiguous()}, str(directory / "verifier_head.safetensors"))
+        if self.config.mode == "lora":
+            self.model.save_pretrained(str(directory / "adapter"), save_embedding_layers=False)
+        elif self.config.mode == "full":
+            save_model(self.model, str(directory / "model.safetensors"))
+        return directory
+
+    def load_weights(self, directory: str | FsPath) -> "TextVerifier":
+        from safetensors.torch import load_file, load_model
+
+        directory = FsPath(directory)
+        state = load_file(str(directory / "verifier_head.safetensors"))
+        if tuple(state["head.weight"].shape) != tuple(self.head.weight.shape):
+            raise ValueError(f"{directory}: head shape {tuple(state['head.weight'].shape)} does not fit the model "
+                             f"{tuple(self.head.weight.shape)}")
+        with torch.no_grad():
+            self.head.weight.copy_(state["head.weight"])
+            self.head.bias.copy_(state["head.bias"])
+        if self.config.mode == "lora":
+            from peft import set_peft_model_state_dict
+            from peft.utils import load_peft_weights
+
+            result = set_peft_model_state_dict(self.model, load_peft_weights(str(directory / "adapter"),
+                                                                             device=str(self.device)))
+            if getattr(result, "unexpected_keys", None):
+                raise ValueError(f"{directory}: adapter weights that fit no layer: {result.unexpected_keys[:5]}")
+        elif self.config.mode == "full":
+            load_model(self.model, str(directory / "model.safetensors"), device=str(self.device))
+        return self.eval()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | FsPath, base_model: nn.Module | None = None, tokenizer: Any = None,
+                        **load_kwargs: Any) -> "TextVerifier":
+        """Load a checkpoint; the base LM is loaded (a fresh copy) from its recorded path unless given."""
+        directory = FsPath(directory)
+        path = directory / "verifier_config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{directory} has no verifier_config.json (not a verifier checkpoint)")
+        config = VerifierConfig.from_dict(json.loads(path.read_text()))
+        if base_model is None or tokenizer is None:
+            if not config.base_model:
+                raise ValueError(f"{path}: no base model recorded; pass base_model and tokenizer")
+            from ..engines.hf import load_model_and_tokenizer
+
+            lm, tok = load_model_and_tokenizer(config.base_model, revision=config.base_revision, **load_kwargs)
+            base_model, tokenizer = base_model or lm, tokenizer or tok
+        return cls(base_model, tokenizer, config).load_weights(directory)
+
+
+def retokenize_records(records: Sequence[Any], decode: Decode, verifier: TextVerifier) -> list[Any]:
+    """Label records with the generator's ``prefix_token_ids`` (prompt + prefix) turned into the
+    verifier's ids: decode with the generator's tokenizer, encode with the verifier's."""
+    from ..train import LabelRecord
+
+    return [LabelRecord(tuple(verifier.encode_text(decode(list(r.prefix_token_ids)))), r.soft_label, r.hard_label,
+                        r.problem_id) for r in records]
+
+
+def train_verifier(verifier: TextVerifier, train_records: Sequence[Any], val_records: Sequence[Any], config: Any,
+                   out_dir: str | FsPath, *, decode: Decode | None = None, tokenizer: Any = None,
+                   progress: bool = True, stop_after_epochs: int | None = None) -> Any:
+    """Train ``verifier`` in place with soft BCE on STOP's label records (``stoplib.train``:
+    ``LabelRecord`` lists, e.g. from ``load_label_records``; ``config`` a ``TrainConfig``).
+
+    The records hold the *generator's* token ids: ``decode`` (or the generator's ``tokenizer``)
+    turns them into text, which the verifier re-tokenizes. ``config.max_length`` applies to the
+    verifier's ids. Returns ``stoplib.train.TrainResult`` (best checkpoint by validation MSE in
+    ``out_dir/best``; a later call with the same ``out_dir`` resumes after the last epoch).
+    """
+    from .type1 import text_decoder
+    from ..train import train_stop
+
+    dec = text_decoder(tokenizer, decode)
+    if dec is None:
+        raise ValueError("train_verifier needs decode= or tokenizer= (the generator's) to read the records as text")
+    return train_stop(verifier, retokenize_records(train_records, dec, verifier),  # type: ignore[arg-type]
+                      retokenize_records(val_records, dec, verifier), config, out_dir,
+                      progress=progress, stop_after_epochs=stop_after_epochs)
+
+
+@register(SignalInfo("verifier", "II", "external", True,
+                     "external text verifier trained on STOP's MC labels (Type II-retrain analogue): its own "
+                     "model re-encodes the decoded prompt + prefix text, head on the last token"))
+class VerifierSignal(TextSignal):
+    """Scores prefixes with a trained :class:`TextVerifier` (``verifier=`` or ``checkpoint=``).
+
+    ``tokenizer`` / ``decode``: the generator's, to decode prompt + prefix ids into text (the same
+    decoding the training records went through). Score = the verifier's probability.
+    """
+
+    def __init__(self, verifier: TextVerifier | None = None, checkpoint: str | FsPath | None = None, *,
+                 tokenizer: Any = None, decode: Decode | None = None, batch_size: int = 32,
+                 **load_kwargs: Any) -> None:
+        super().__init__(tokenizer, decode)
+        if verifier is None:
+            if checkpoint is None:
+                raise ValueError("VerifierSignal needs verifier= or checkpoint=")
+            verifier = TextVerifier.from_pretrained(checkpoint, **load_kwargs)
+        self.verifier = verifier
+        self.batch_size = batch_size
+
+    def texts_with_prompt(self, prefixes: Sequence[Path]) -> list[str]:
+        if self._decode is None:
+            raise ValueError("signal 'verifier' reads text: construct it with tokenizer= or decode=")
+        return [self._decode(list(p.prompt_ids) + list(p.token_ids)) for p in prefixes]
+
+    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+        if not prefixes:
+            return np.zeros(0)
+        return self.verifier.score_texts(self.texts_with_prompt(prefixes), self.batch_size)

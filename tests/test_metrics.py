@@ -1,0 +1,192 @@
+"""Replay metrics over a bank: hand-computed policies, brute-force references, the online pipeline."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from stoplib.bank import Bank, BankProblem, build_bank
+from stoplib.engines.base import Path, SamplingParams
+from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
+from stoplib.metrics import (bank_arrays, bank_pass_at_k, bootstrap_ci, no_pruning, paired_bootstrap_ci, pass_at_k,
+                             replay, replay_grid, score_bank, signal_auroc)
+from stoplib.pipeline import majority_vote, run_pipeline
+from stoplib.problems import Problem
+from stoplib.signals import make_signal, top_k
+from stoplib.signals import type1  # noqa: F401  (registers slimsc_jaccard until signals/__init__ imports it)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread on this shared 2-core machine; restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_bank(spec) -> Bank:
+    """spec: per problem (gold, lengths, answers); correctness = answer == gold."""
+    problems = []
+    for p, (gold, lengths, answers) in enumerate(spec):
+        problem = Problem(id=f"q{p}", prompt=f"question {p}", answer=gold, kind="toy", source="test")
+        paths = [Path(p, i, [1], [5] * n, finish_reason="stop") for i, n in enumerate(lengths)]
+        problems.append(BankProblem(problem, paths, list(answers), np.array([a == gold for a in answers])))
+    return Bank(problems)
+
+
+HAND = make_bank([
+    ("7", [3, 10, 12, 8], ["7", "7", "3", None]),  # path 0 ends within L = 5
+    ("5", [6, 6, 6, 6], ["4", "5", "5", "4"]),
+    ("1", [4, 9, 9, 9], [None, None, "1", None]),  # path 0 ends within L = 5
+])
+HAND_SCORES = [[99.0, 0.9, 0.9, 0.9], [0.8, 0.2, 0.7, 0.1], [0.0, 0.3, 0.2, 0.25]]
+
+
+def test_replay_on_a_hand_built_bank():
+    r = replay(HAND, HAND_SCORES, n=4, k=2, prefix_len=5)
+    # q0: path 0 finished early (kept, no slot); three-way tie at 0.9 -> lower indices 1, 2
+    # q1: keeps 0 ("4", 0.8) and 2 ("5", 0.7): 1-1 vote, the higher best score wins -> "4", wrong
+    # q2: path 0 early; keeps 1 and 3: every kept answer is None -> no vote
+    np.testing.assert_array_equal(r.kept, [[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1]])
+    np.testing.assert_array_equal(r.finished_early, [[1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    assert r.votes == ["7", "4", None]
+    np.testing.assert_array_equal(r.vote_correct, [True, False, False])
+    np.testing.assert_allclose(r.kept_accuracy, [2 / 3, 1 / 2, 0])
+    # tokens: sum of min(len, 5) + continuations of the kept unfinished paths
+    np.testing.assert_array_equal(r.tokens, [3 + 5 + 5 + 5 + 5 + 7, 4 * 5 + 1 + 1, 4 + 5 + 5 + 5 + 4 + 4])
+    np.testing.assert_array_equal(r.full_tokens, [33, 24, 31])
+    assert r.avg_kept == pytest.approx(7 / 18) and r.cons == pytest.approx(1 / 3)
+    assert r.total_tokens == 79 and r.token_reduction == pytest.approx(1 - 79 / 88)
+    # an external judge's re-encoding charged per checked prefix (3 + 4 + 3 checked)
+    assert replay(HAND, HAND_SCORES, n=4, k=2, prefix_len=5, check_tokens=5).total_tokens == 79 + 5 * 10
+
+    # NaN scores rank last; n < bank size uses the first n paths
+    r2 = replay(HAND, [[0, 0, 0, 0], [np.nan, 0.2, 0.7, 0.1], [0, 0, 0, 0]], n=3, k=2, prefix_len=5)
+    np.testing.assert_array_equal(r2.kept[1], [0, 1, 1])
+    assert r2.votes[1] == "5" and r2.vote_correct[1]
+    np.testing.assert_array_equal(r2.full_tokens, [25, 18, 22])
+    # k = 1 breaks the q0 tie to the lower sample index
+    assert replay(HAND, HAND_SCORES, n=4, k=1, prefix_len=5).kept[0].tolist() == [True, True, False, False]
+    with pytest.raises(ValueError, match="k <= n"):
+        replay(HAND, HAND_SCORES, n=3, k=4, prefix_len=5)
+
+
+def test_the_score_of_a_finished_path_does_not_enter_the_vote():
+    bank = make_bank([("1", [2, 9, 9], ["2", "1", "3"])])  # path 0 finished: votes with score NaN
+    r = replay(bank, [[100.0, 0.5, 0.1]], n=3, k=1, prefix_len=5)
+    assert r.votes == ["1"]  # "2" (finished, NaN) vs "1" (0.5): the tie goes to the scored answer
+
+
+def reference_replay(bank, scores, n, k, length):
+    """Per problem, with the pipeline's own functions."""
+    out = []
+    for bp, s in zip(bank.problems, scores):
+        early = [p.generated_tokens <= length for p in bp.paths[:n]]
+        open_rows = [i for i in range(n) if not early[i]]
+        keep = set(top_k(np.asarray(s)[open_rows], open_rows, k)) | {i for i in range(n) if early[i]}
+        kept = sorted(keep)
+        vote = majority_vote([bp.answers[i] for i in kept], [np.nan if early[i] else s[i] for i in kept])
+        tokens = sum(min(p.generated_tokens, length) for p in bp.paths[:n]) + sum(
+            bp.paths[i].generated_tokens - length for i in kept if not early[i])
+        out.append((kept, vote, tokens))
+    return out
+
+
+def test_vectorised_replay_equals_the_pipeline_functions_on_random_banks():
+    rng = random.Random(0)
+    for trial in range(25):
+        spec = [(str(rng.randrange(3)), [rng.randrange(1, 12) for _ in range(8)],
+                 [rng.choice([None, "0", "1", "2"]) for _ in range(8)]) for _ in range(5)]
+        bank = make_bank(spec)
+        scores = [[rng.choice([0.1, 0.5, 0.5, 0.9, np.nan, -np.inf, np.inf]) for _ in range(8)] for _ in range(5)]
+        n, length = rng.randrange(1, 9), rng.randrange(1, 12)
+        k = rng.randrange(1, n + 1)
+        r = replay(bank, scores, n=n, k=k, prefix_len=length)
+        for p, (kept, vote, tokens) in enumerate(reference_replay(bank, scores, n, k, length)):
+            assert np.flatnonzero(r.kept[p]).tolist() == kept, (trial, p)
+            assert r.votes[p] == vote and r.tokens[p] == tokens, (trial, p)
+
+
+def test_no_pruning_baseline_and_pass_at_k():
+    base = no_pruning(HAND, n=4)
+    np.testing.assert_allclose(base.accuracy, [0.5, 0.5, 0.25])
+    assert base.votes == ["7", "4", "1"]  # q1: 2-2 tie -> the answer seen first
+    np.testing.assert_array_equal(base.vote_correct, [True, False, True])
+    assert base.avg == pytest.approx(5 / 12) and base.total_tokens == 88
+    # replay with k = n keeps everything at the full cost
+    full = replay(HAND, HAND_SCORES, n=4, k=4, prefix_len=5)
+    assert full.kept.all() and full.total_tokens == base.total_tokens and full.avg_kept == pytest.approx(base.avg)
+
+    for n, c, k in [(5, 2, 1), (5, 2, 3), (6, 0, 2), (6, 6, 1), (7, 3, 4), (8, 1, 8)]:
+        subsets = list(itertools.combinations([1] * c + [0] * (n - c), k))
+        assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets)), (n, c, k)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert bank_pass_at_k(HAND, n=4, k=2) == pytest.approx(np.mean([1 - 1 / 6, 1 - 1 / 6, 1 - 3 / 6]))
+
+
+def test_bootstrap_is_reproducible_and_covers_the_mean():
+    values = np.random.default_rng(1).random(40)
+    a, b = bootstrap_ci(values, seed=3), bootstrap_ci(values, seed=3)
+    assert a == b and a != bootstrap_ci(values, seed=4)
+    assert a.low < values.mean() < a.high and a.estimate == pytest.approx(values.mean())
+    assert a.high - a.low < bootstrap_ci(values, level=0.99, seed=3).high - bootstrap_ci(values, level=0.99, seed=3).low
+    same = paired_bootstrap_ci(values, values)
+    assert (same.estimate, same.low, same.high, same.p_value) == (0, 0, 0, 1.0)
+    better = paired_bootstrap_ci(values + 0.1, values + np.random.default_rng(2).normal(0, 0.01, 40))
+    assert better.low > 0 and better.p_value < 0.01
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci([0.1, np.nan])
+
+
+def test_signal_auroc_on_a_bank():
+    perfect = [np.where(bp.correct, 1.0, 0.0) for bp in HAND.problems]
+    res = signal_auroc(HAND, perfect)
+    assert res.pooled == 1.0 and res.within == 1.0 and res.n_groups == 3 and res.n_scored == 12
+    flipped = [-s for s in perfect]
+    assert signal_auroc(HAND, flipped).within == 0.0
+    with_nan = [np.where(np.arange(4) == 0, np.nan, s) for s in perfect]
+    assert signal_auroc(HAND, with_nan).n_scored == 9
+
+
+# ------------------------------------------------------------------------------------ online == replay
+
+
+PARAMS = SamplingParams(temperature=1.0, max_new_tokens=30, seed=5, logprobs=3)
+
+
+def test_replay_gives_the_online_pipeline_numbers(tiny_model_dir, tmp_path):
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    engine = HFEngine(model, tok, batch_size=32)
+    problems = [Problem(id=f"p{i}", prompt=q, answer=a, kind="toy", source="test")
+                for i, (q, a) in enumerate([("12+3", "1"), ("ab", "2"), ("xyz", "3")])]
+    prompts = [tok(p.prompt)["input_ids"] for p in problems]
+    bank = build_bank(engine, problems, prompts, 6, PARAMS, tmp_path / "bank", progress=False)
+    for name, length, k in [("mean_logprob", 4, 2), ("random", 7, 3)]:
+        signal = make_signal(name)
+        online = run_pipeline(engine, problems, prompts, signal, n=6, k=k, prefix_len=length, params=PARAMS)
+        r = replay(bank, score_bank(bank, signal, length), n=6, k=k, prefix_len=length)
+        for p, res in enumerate(online.problems):
+            assert [rec.kept for rec in res.records] == r.kept[p].tolist(), (name, p)
+            assert res.vote == r.votes[p] and res.vote_correct == r.vote_correct[p]
+            assert res.tokens == r.tokens[p]
+        assert online.avg_kept == pytest.approx(r.avg_kept) and online.tokens == r.total_tokens
+
+
+def test_replay_grid_and_score_bank_for_set_dependent_signals(tiny_model_dir, tmp_path):
+    bank = make_bank([("1", [3, 8, 8, 9], ["1", "1", "2", "1"]), ("2", [9, 9, 2, 9], ["2", "1", "2", None])])
+    decode = lambda ids: " ".join(str(t) for t in ids)  # noqa: E731
+    signal = make_signal("slimsc_jaccard", decode=decode)
+    scores = score_bank(bank, signal, 4, n=3)
+    assert np.isnan(scores[0][0]) and np.isnan(scores[1][2]) and len(scores[0]) == 3
+    df = replay_grid(bank, lambda n, length: score_bank(bank, signal, length, n=n), ns=[2, 4], ks=[1, 2, 4],
+                     prefix_lens=[2, 4])
+    assert len(df) == 2 * (2 + 3)  # k <= n only
+    assert {"avg_kept", "cons", "tokens", "token_reduction", "avg_full", "cons_full", "pass_at_k"} <= set(df.columns)
+    row = df[(df.n == 4) & (df.k == 4) & (df.prefix_len == 2)].iloc[0]
+    assert row.token_reduction == 0 and row.avg_kept == pytest.approx(row.avg_full)
+    assert bank_arrays(bank).n_paths == 4
