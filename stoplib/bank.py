@@ -47,6 +47,10 @@ class Bank:
     def n_paths(self) -> int:
         return min(len(bp.paths) for bp in self.problems)
 
+    def head(self, n: int) -> "Bank":
+        """The same bank restricted to each problem's first ``n`` paths."""
+        return Bank([BankProblem(bp.problem, bp.paths[:n], bp.answers[:n], bp.correct[:n]) for bp in self.problems])
+
     def correct_matrix(self) -> np.ndarray:
         """(P, N) correctness."""
         n = self.n_paths

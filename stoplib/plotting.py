@@ -105,3 +105,37 @@ def plot_salvage_curve(positions: Sequence[float], still_salvageable: Sequence[f
            title="Why prune early: errors come early and stick")
     ax.legend(frameon=False, loc="center right")
     return fig
+
+
+TYPE_COLORS = {"-": "#7f7f7f", "control": "#bbbbbb", "I": "#8172B3", "II": "#CCB974", "III": "#64B5CD", "IV": "#C44E52"}
+
+
+def plot_main_table(table, title: str = "avg@k|N by signal") -> "plt.Figure":
+    """Horizontal bars of avg@k|N with 95% CIs, coloured by taxonomy type; no pruning as a line."""
+    set_style()
+    base = table.iloc[0]
+    rows = table.iloc[1:].sort_values("accuracy")
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    err = np.vstack([rows["accuracy"] - rows["ci_low"], rows["ci_high"] - rows["accuracy"]])
+    ax.barh(y, rows["accuracy"], xerr=err, color=[TYPE_COLORS.get(t, "#999") for t in rows["type"]],
+            error_kw={"lw": 1, "capsize": 2})
+    ax.axvline(base["accuracy"], color="k", ls="--", lw=1, label=base["signal"])
+    ax.set_yticks(y, [f"{s} ({t})" for s, t in zip(rows["signal"], rows["type"])])
+    ax.set(xlabel="accuracy of the kept paths", title=title)
+    ax.legend(frameon=False, loc="lower right")
+    return fig
+
+
+def plot_budget_curve(curve, title: str = "Cons@N vs compute at γ = 1/2") -> "plt.Figure":
+    """Cons@N against total tokens, one line per signal (paper Figure 4)."""
+    set_style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for name, part in curve.groupby("signal", sort=False):
+        part = part.sort_values("tokens_k")
+        style = {"color": "k", "ls": "--"} if name == "no pruning" else {}
+        ax.plot(part["tokens_k"], part["cons"], marker="o", label=name, **style)
+    ax.set_xscale("log")
+    ax.set(xlabel="generated tokens per problem (thousands)", ylabel="Cons@N (majority vote accuracy)", title=title)
+    ax.legend(frameon=False, fontsize=8)
+    return fig

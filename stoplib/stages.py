@@ -142,3 +142,27 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
                       directory, problems_per_call=max(1, config.batch_size // config.n_paths), progress=progress)
     atomic_write_json(directory / "complete.json", {"problems": len(problems)})
     return bank
+
+
+# ---------------------------------------------------------------- Type II verifier
+def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Train (or load) the external text verifier on the same labels as STOP (Type II-retrain)."""
+    from .signals.type2 import TextVerifier, VerifierConfig, train_verifier
+
+    labels_dir, _ = labels_stage(config, progress=progress)
+    vconfig = VerifierConfig(lora_r=config.stop.lora_r, lora_alpha=config.stop.lora_alpha, base_model=config.model_path)
+    directory = Store(config.results_root).run_dir(
+        "verifier", {"labels": labels_key(config), "verifier": vconfig, "train": config.train})
+    _fresh(directory, force)
+    if (directory / "summary.json").exists():
+        return directory / "best", read_json(directory / "summary.json")
+    from .engines.hf import load_model_and_tokenizer
+
+    _, generator_tokenizer = load_model_and_tokenizer(config.model_path)
+    verifier = TextVerifier.from_base(config.model_path, vconfig)
+    result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
+                            load_label_records(labels_dir / "val.jsonl"), config.train, directory,
+                            tokenizer=generator_tokenizer, progress=progress)
+    summary = {"best_epoch": result.best_epoch, "history": result.history}
+    atomic_write_json(directory / "summary.json", summary)
+    return directory / "best", summary

@@ -1,0 +1,103 @@
+"""The taxonomy side by side (notebook 03): build every signal, score the bank, make the tables.
+
+All comparisons are replays on one rollout bank (:mod:`stoplib.bank`), so every signal is judged
+on the same prefixes; :func:`stoplib.metrics.replay` has the online pipeline's exact semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .bank import Bank
+from .config import RunConfig
+from .metrics import bootstrap_ci, no_pruning, replay, score_bank, signal_auroc
+from .signals import Signal, make_signal
+from .signals.base import REGISTRY
+
+# name in the tables -> registered signal (Type II "prm" needs a PRM checkpoint: see README)
+NON_LEARNED = ("random", "slimsc_jaccard", "step_consensus", "mean_logprob", "min_logprob", "deepconf_mean",
+               "deepconf_lowest_group", "deepconf_bottom10", "deepconf_tail", "mean_entropy", "self_certainty")
+LEARNED = ("verifier", "stop", "stop_probe", "stop_hard")
+# one representative per type for the budget curve (paper Figure 4)
+REPRESENTATIVES = {"I": "slimsc_jaccard", "II": "verifier", "III": "deepconf_lowest_group", "IV": "stop"}
+
+
+def signal_info(name: str) -> dict[str, Any]:
+    base = {"stop_probe": "stop", "stop_hard": "stop"}.get(name, name)
+    info = REGISTRY[base][0]
+    label = {"stop_probe": "STOP w/o adapter (probe)", "stop_hard": "STOP, hard labels"}.get(name, name)
+    return {"signal": label, "type": info.type, "source": info.source, "learnable": info.learnable}
+
+
+def build_signals(config: RunConfig, tokenizer: Any, vocab_size: int, *, learned: bool = True,
+                  names: Sequence[str] | None = None) -> dict[str, Signal]:
+    """Every signal of the comparison, trained ones loaded from (or trained into) the store."""
+    from . import stages
+
+    wanted = list(names) if names is not None else list(NON_LEARNED) + (list(LEARNED) if learned else [])
+    kwargs: dict[str, dict[str, Any]] = {
+        "random": {"seed": config.seed}, "slimsc_jaccard": {"tokenizer": tokenizer},
+        "step_consensus": {"tokenizer": tokenizer}, "self_certainty": {"vocab_size": vocab_size},
+    }
+    signals: dict[str, Signal] = {}
+    for name in wanted:
+        if name == "verifier":
+            best, _ = stages.verifier_stage(config)
+            signals[name] = make_signal("verifier", checkpoint=best, tokenizer=tokenizer)
+        elif name in ("stop", "stop_probe", "stop_hard"):
+            variant = {"stop": "stop", "stop_probe": "probe", "stop_hard": "hard"}[name]
+            signals[name] = make_signal("stop", scorer=stages.load_stop(config, variant))
+        else:
+            signals[name] = make_signal(name, **kwargs.get(name, {}))
+    return signals
+
+
+def score_all(bank: Bank, signals: dict[str, Signal], prefix_len: int, n: int | None = None) -> dict[str, list[np.ndarray]]:
+    """Scores of every signal on the bank's prefixes at ``prefix_len`` (first ``n`` paths)."""
+    return {name: score_bank(bank, signal, prefix_len, n=n) for name, signal in signals.items()}
+
+
+def main_table(bank: Bank, scores: dict[str, list[np.ndarray]], *, n: int, k: int, prefix_len: int,
+               n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """The paper's Table 2 layout for one bank: no pruning, then each signal (avg@k|N with a 95%
+    bootstrap CI over problems, Cons@N, tokens, reduction, within-problem AUROC)."""
+    base = no_pruning(bank, n=n)
+    per_problem = bank.correct_matrix()[:, :n].mean(1)
+    ci = bootstrap_ci(per_problem, n_boot=n_boot, seed=seed)
+    rows = [{"signal": f"no pruning (avg@{n})", "type": "-", "source": "-", "learnable": None,
+             "accuracy": base.avg, "ci_low": ci.low, "ci_high": ci.high, "cons": base.cons,
+             "tokens_k": base.total_tokens / len(bank.problems) / 1000, "reduction_pct": 0.0, "auroc_within": np.nan}]
+    for name, s in scores.items():
+        result = replay(bank, s, n=n, k=k, prefix_len=prefix_len)
+        ci = bootstrap_ci(result.kept_accuracy, n_boot=n_boot, seed=seed)
+        rows.append({**signal_info(name), "accuracy": result.avg_kept, "ci_low": ci.low, "ci_high": ci.high,
+                     "cons": result.cons, "tokens_k": result.total_tokens / len(bank.problems) / 1000,
+                     "reduction_pct": 100 * result.token_reduction, "auroc_within": signal_auroc(bank, s, n=n).within})
+    return pd.DataFrame(rows)
+
+
+def budget_curve(bank: Bank, signals: dict[str, Signal], *, prefix_len: int, gamma: float = 0.5,
+                 ns: Sequence[int] = (2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
+    """Cons@N against total tokens at retention gamma = k/N over a range of N (paper Figure 4)."""
+    rows = []
+    for n in [n for n in ns if n <= bank.n_paths]:
+        k = max(1, int(round(gamma * n)))
+        base = no_pruning(bank, n=n)
+        rows.append({"signal": "no pruning", "n": n, "k": n, "tokens_k": base.total_tokens / len(bank.problems) / 1000,
+                     "cons": base.cons, "accuracy": base.avg})
+        for name, signal in signals.items():
+            result = replay(bank, score_bank(bank, signal, prefix_len, n=n), n=n, k=k, prefix_len=prefix_len)
+            rows.append({"signal": name, "n": n, "k": k, "tokens_k": result.total_tokens / len(bank.problems) / 1000,
+                         "cons": result.cons, "accuracy": result.avg_kept})
+    return pd.DataFrame(rows)
+
+
+def auroc_table(bank: Bank, scores: dict[str, list[np.ndarray]], n: int) -> pd.DataFrame:
+    """Pooled and within-problem AUROC of each signal for path correctness."""
+    from dataclasses import asdict
+
+    rows = [{**signal_info(name), **asdict(signal_auroc(bank, s, n=n))} for name, s in scores.items()]
+    return pd.DataFrame(rows)
