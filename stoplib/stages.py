@@ -29,7 +29,7 @@ def eval_problems(config: RunConfig) -> list[Problem]:
     if config.benchmark == "toy":
         from .toy.task import make_problems
 
-        return make_problems(config.n_eval_problems, seed=config.seed, split="eval")
+        return make_problems(config.n_eval_problems or None, seed=config.seed, split="eval")
     return load_problems(config.benchmark, limit=config.n_eval_problems or None)
 
 
@@ -41,12 +41,14 @@ def train_problems(config: RunConfig) -> list[Problem]:
     if config.train_problems == "toy":
         from .toy.task import make_problems
 
-        return make_problems(config.n_train_problems, seed=config.seed, split="train")
+        return make_problems(config.n_train_problems or None, seed=config.seed, split="train")
     problems = load_problems(config.train_problems)
     return problems[: config.n_train_problems] if config.n_train_problems else problems
 
 
 def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
+    if config.engine == "hf" and config.model == "toy":
+        kwargs.setdefault("attn_implementation", "eager")  # faster than SDPA for a 0.3M model on CPU (bench/engine.py)
     return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
 
 

@@ -136,7 +136,7 @@ def build_summary(model_path: str | Path) -> dict[str, Any]:
     info_path = model_path / "build_info.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
-        keep = ("seed", "steps", "final_loss", "wall_seconds", "seconds", "n_parameters", "parameters")
+        keep = ("seed", "steps", "final_loss", "wall_time_s", "n_parameters", "parameters")
         summary = {k: info[k] for k in keep if k in info}
         summary.update({k: v for k, v in info.get("config", {}).items() if k in ("hidden_size", "num_layers", "steps", "lr")})
         return summary

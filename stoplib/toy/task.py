@@ -1,0 +1,387 @@
+"""The toy reasoning task: a chained modular-arithmetic computation with plausible early slips.
+
+A question names a start value and two operations, e.g. ``a8 f*7+3 g-4``: ``a = 8``, a "hard"
+operation ``f(x) = (7x + 3) mod 10`` and an "easy" one ``g(x) = (x - 4) mod 10``. The chain of
+thought applies ``f`` for the first ``n_hard`` steps and ``g`` for the rest, one line per step,
+each line restating its operand, and ends in ``\\boxed{answer}``::
+
+    b:8*7+3=9
+    c:9*7+3=6
+    d:6-4=2
+    ...
+    n:5-4=1
+    \\boxed{1}
+
+Each step depends on the previous result, so an error is carried forward and the final answer is
+wrong unless errors cancel. Demonstrations (:func:`solution_text`) contain a plausible slip at each
+hard step ("forgot the +b": writes ``a*x mod 10``) with probability ``slip_rate * b``, carried
+forward consistently: ``b`` is the per-problem difficulty knob.
+
+Why two hard steps, ``a`` in {3, 7} and ``b != 5`` (design "D3"; the probe's D2 had three hard steps,
+``a`` in {3, 7, 9}, ``b`` in 1..9): a "forgot +b" slip at hard step ``k`` shifts the final value by
+``-b * a**(n_hard - 1 - k)`` (mod 10), and shifts add. In D2 two slips cancelled exactly whenever
+``b * (a**i + a**j) = 0 (mod 10)``: always for steps 1 and 3 with ``a`` in {3, 7} (``a**2 = -1``),
+for adjacent steps with ``a = 9``, and for any pair when ``b = 5``. That predicts 14% of the
+demonstrations with a slip end correct (the probe measured 11.5% of sampled paths). With two hard
+steps the only double slip shifts by ``-b (a + 1)``, and ``a + 1`` in {4, 8}, so it is never 0 mod 10
+when ``b != 5``: a slip can never be undone by another slip (:func:`cancelling_slip_sets` checks it).
+
+Train and eval problems never share a question: the split is a hash of the question string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from stoplib.problems import Problem
+
+SPLITS = ("train", "eval")
+#: Default prefix length in generated tokens (= characters): the end of step ``e`` (the two hard
+#: steps and two easy ones), 36 of the 118 tokens of every well-formed path (31%).
+DEFAULT_PREFIX_LEN = 36
+STEP_LETTERS = "bcdefghijklmnopqrstuvwxyz"
+SOURCE = "toy"
+
+
+@dataclass(frozen=True)
+class ToyTaskSpec:
+    """Parameters of the task family. The default is the shipped organism's task (design D3)."""
+
+    modulus: int = 10
+    n_steps: int = 13
+    n_hard: int = 2
+    a_values: tuple[int, ...] = (3, 7)
+    b_values: tuple[int, ...] = (1, 2, 3, 4, 6, 7, 8, 9)
+    d_values: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    slip_rate: float = 0.05  # slip probability per hard step = slip_rate * b
+    eval_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_hard <= self.n_steps <= len(STEP_LETTERS):
+            raise ValueError(f"need 1 <= n_hard <= n_steps <= {len(STEP_LETTERS)}")
+        if self.modulus > 10:
+            raise ValueError("values must be single digits: modulus <= 10")
+        if max(self.b_values) * self.slip_rate > 1:
+            raise ValueError("slip_rate * b must be a probability")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError("eval_fraction must be in (0, 1)")
+
+    def slip_prob(self, b: int) -> float:
+        """Probability of a slip at each hard step for knob ``b``."""
+        return self.slip_rate * b
+
+
+#: The default task (design D3, see the module docstring).
+DEFAULT_SPEC = ToyTaskSpec()
+#: The probe's design D2, kept for comparison (its double slips can cancel).
+D2_SPEC = ToyTaskSpec(n_hard=3, a_values=(3, 7, 9), b_values=tuple(range(1, 10)))
+
+
+@dataclass(frozen=True)
+class ToyQuestion:
+    """The parameters of one question."""
+
+    v0: int
+    a: int
+    b: int
+    sign: str  # "+" or "-"
+    d: int
+
+    @property
+    def text(self) -> str:
+        return f"a{self.v0} f*{self.a}+{self.b} g{self.sign}{self.d}"
+
+
+_QUESTION_RE = re.compile(r"a(\d) f\*(\d)\+(\d) g([+-])(\d)")
+
+
+def parse_question(text: str) -> ToyQuestion:
+    """Inverse of :attr:`ToyQuestion.text`; raises ValueError on anything else."""
+    m = _QUESTION_RE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"not a toy question: {text!r}")
+    return ToyQuestion(int(m[1]), int(m[2]), int(m[3]), m[4], int(m[5]))
+
+
+def question_split(question: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> str:
+    """"train" or "eval", from a hash of the question string (stable across runs and machines)."""
+    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
+    return "eval" if h % 10_000 < spec.eval_fraction * 10_000 else "train"
+
+
+@lru_cache(maxsize=16)
+def question_pool(split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> tuple[ToyQuestion, ...]:
+    """All questions of a split, in a fixed order. The two pools are disjoint (asserted)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    pools: dict[str, list[ToyQuestion]] = {s: [] for s in SPLITS}
+    for v0, a, b, sign, d in itertools.product(
+        range(spec.modulus), spec.a_values, spec.b_values, "+-", spec.d_values
+    ):
+        q = ToyQuestion(v0, a, b, sign, d)
+        pools[question_split(q.text, spec)].append(q)
+    texts = {s: {q.text for q in pools[s]} for s in SPLITS}
+    assert not texts["train"] & texts["eval"], "train and eval questions overlap"
+    return tuple(pools[split])
+
+
+def _hard(q: ToyQuestion, x: int, m: int) -> int:
+    return (x * q.a + q.b) % m
+
+
+def _easy(q: ToyQuestion, x: int, m: int) -> int:
+    return (x + q.d) % m if q.sign == "+" else (x - q.d) % m
+
+
+def true_values(q: ToyQuestion, spec: ToyTaskSpec = DEFAULT_SPEC) -> list[int]:
+    """The correct value after each step (length ``n_steps``)."""
+    values, x = [], q.v0
+    for i in range(spec.n_steps):
+        x = _hard(q, x, spec.modulus) if i < spec.n_hard else _easy(q, x, spec.modulus)
+        values.append(x)
+    return values
+
+
+def step_op(q: ToyQuestion, i: int, spec: ToyTaskSpec = DEFAULT_SPEC) -> str:
+    """The operation text of step ``i`` as written in a path: ``*7+3`` or ``-4``."""
+    return f"*{q.a}+{q.b}" if i < spec.n_hard else f"{q.sign}{q.d}"
+
+
+def to_problem(q: ToyQuestion, split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> Problem:
+    """A :class:`~stoplib.problems.Problem` (kind "toy") for one question."""
+    return Problem(
+        id=f"toy-{q.v0}{q.a}{q.b}{'p' if q.sign == '+' else 'm'}{q.d}",
+        prompt=q.text,
+        answer=str(true_values(q, spec)[-1]),
+        kind="toy",
+        source=SOURCE,
+        meta={
+            "split": split,
+            "difficulty": q.b,
+            "slip_prob": spec.slip_prob(q.b),
+            "n_steps": spec.n_steps,
+            "n_hard": spec.n_hard,
+        },
+    )
+
+
+def make_problems(
+    n: int | None, seed: int = 0, split: str = "eval", spec: ToyTaskSpec = DEFAULT_SPEC
+) -> list[Problem]:
+    """``n`` distinct problems of a split, drawn deterministically from ``seed`` (``None``: the
+    whole split, shuffled). The default spec has 2,316 train and 564 eval questions.
+
+    Raises ValueError if the split holds fewer than ``n`` questions.
+    """
+    pool = question_pool(split, spec)
+    if n is None:
+        n = len(pool)
+    if not 0 <= n <= len(pool):
+        raise ValueError(f"split {split!r} has {len(pool)} questions; asked for {n}")
+    order = np.random.default_rng(seed).permutation(len(pool))[:n]
+    return [to_problem(pool[i], split, spec) for i in order]
+
+
+def _question_of(problem: Problem | ToyQuestion | str) -> ToyQuestion:
+    if isinstance(problem, ToyQuestion):
+        return problem
+    if isinstance(problem, Problem):
+        return parse_question(problem.prompt)
+    return parse_question(problem)
+
+
+def solution_text(
+    problem: Problem | ToyQuestion | str,
+    rng: np.random.Generator | None = None,
+    spec: ToyTaskSpec = DEFAULT_SPEC,
+    *,
+    slip_prob: float | None = None,
+) -> str:
+    """A chain-of-thought demonstration ending in ``\\boxed{...}`` (no special tokens).
+
+    With ``rng`` None the demonstration is slip-free. Otherwise each hard step slips ("forgot the
+    +b": writes ``a*x mod m``) with probability ``slip_prob`` (default ``spec.slip_prob(b)``), and
+    every later step is computed correctly from the written (wrong) value: errors carry forward.
+    """
+    q = _question_of(problem)
+    m = spec.modulus
+    p = spec.slip_prob(q.b) if slip_prob is None else slip_prob
+    lines, x = [], q.v0
+    for i in range(spec.n_steps):
+        if i < spec.n_hard:
+            y = _hard(q, x, m)
+            if rng is not None and p > 0 and rng.random() < p:
+                y = (x * q.a) % m
+        else:
+            y = _easy(q, x, m)
+        lines.append(f"{STEP_LETTERS[i]}:{x}{step_op(q, i, spec)}={y}")
+        x = y
+    lines.append(f"\\boxed{{{x}}}")
+    return "\n".join(lines)
+
+
+def cancelling_slip_sets(spec: ToyTaskSpec = DEFAULT_SPEC) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(a, b, slipped hard steps)`` for every nonempty slip set that leaves the answer correct.
+
+    Empty for the default spec; long for :data:`D2_SPEC`.
+    """
+    out = []
+    for a, b in itertools.product(spec.a_values, spec.b_values):
+        for r in range(1, spec.n_hard + 1):
+            for steps in itertools.combinations(range(spec.n_hard), r):
+                shift = sum(b * a ** (spec.n_hard - 1 - k) for k in steps)
+                if shift % spec.modulus == 0:
+                    out.append((a, b, steps))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a generated path.
+
+_STEP_RE = re.compile(r"([a-z]):(\d+)([*+\-][0-9+*\-]*)=(\d+)")
+_BOX_RE = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """Step-level verdict on one generated path.
+
+    A step is *wrong* if its line is malformed (does not parse, wrong step letter, or an operation
+    that differs from the question's) or if the value it writes differs from the step's operation
+    applied to the previous step's written value (the start value for the first step). The final
+    ``\\boxed{}`` counts as one more step (index ``n_steps`` of the spec): wrong if missing,
+    malformed or not equal to the last written value; any text after it is a malformed step. A
+    wrong restated operand whose written result is nevertheless right does not change the carried
+    value and is counted in ``operand_typos``, not as a wrong step. Parsing stops at the first
+    malformed line (later steps cannot be aligned).
+
+    ``first_wrong_char`` is the character offset where the first wrong step's line starts;
+    ``first_error_char`` the offset of its first character that deviates (the wrong digit, or the
+    start of the malformed line), i.e. where the error becomes visible in the text.
+    """
+
+    final_correct: bool
+    answer: str | None
+    first_wrong_step: int | None
+    first_wrong_char: int | None
+    first_error_char: int | None
+    first_error_kind: str | None  # "value", "format" or "answer"
+    n_steps: int  # step lines written (parsed)
+    n_wrong_steps: int
+    wrong_hard_steps: int  # wrong steps among the hard steps
+    taught_slips: int  # wrong hard steps that are exactly the taught slip (a*x mod m)
+    operand_typos: int
+
+    @property
+    def has_wrong_step(self) -> bool:
+        return self.first_wrong_step is not None
+
+    @property
+    def wrong_then_correct(self) -> bool:
+        """The path had a wrong step and still ends with the correct answer."""
+        return self.first_wrong_step is not None and self.final_correct
+
+
+def final_answer(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` in ``text`` (stripped), or None."""
+    matches = _BOX_RE.findall(text)
+    return matches[-1].strip() if matches else None
+
+
+def check_path(
+    problem: Problem | ToyQuestion | str, text: str, spec: ToyTaskSpec = DEFAULT_SPEC
+) -> PathCheck:
+    """Check a generated path (the completion after ``A:``, special tokens removed)."""
+    q = _question_of(problem)
+    m = spec.modulus
+    truth = true_values(q, spec)
+    answer = final_answer(text)
+    final_correct = answer == str(truth[-1])
+
+    wrong: list[tuple[int, int, int, str]] = []  # (step, line start, error char, kind)
+    n_parsed = wrong_hard = taught = typos = 0
+    prev = q.v0
+    pos = 0
+    lines = text.split("\n")
+    for i in range(spec.n_steps + 1):
+        line = lines[i] if i < len(lines) else ""
+        start = pos
+        pos += len(line) + 1
+        if i == spec.n_steps:  # the answer line
+            mb = _BOX_RE.fullmatch(line.strip())
+            if not mb:
+                wrong.append((i, start, start, "answer"))
+            elif mb[1].strip() != str(prev):
+                wrong.append((i, start, start + line.index("{") + 1, "answer"))
+            if text[pos:].strip():  # anything after the answer line is malformed
+                wrong.append((i + 1, pos, pos, "format"))
+            break
+        ms = _STEP_RE.fullmatch(line)
+        if (
+            not ms
+            or ms[1] != STEP_LETTERS[i]
+            or ms[3] != step_op(q, i, spec)
+            or len(ms[2]) != 1
+            or len(ms[4]) != 1
+        ):
+            wrong.append((i, start, start, "format"))
+            break
+        n_parsed += 1
+        operand, value = int(ms[2]), int(ms[4])
+        expected = _hard(q, prev, m) if i < spec.n_hard else _easy(q, prev, m)
+        if value != expected:
+            wrong.append((i, start, start + ms.start(4), "value"))
+            if i < spec.n_hard:
+                wrong_hard += 1
+                taught += int(operand == prev and value == (prev * q.a) % m)
+        elif operand != prev:
+            typos += 1
+        prev = value
+
+    first = wrong[0] if wrong else None
+    return PathCheck(
+        final_correct=final_correct,
+        answer=answer,
+        first_wrong_step=first[0] if first else None,
+        first_wrong_char=first[1] if first else None,
+        first_error_char=first[2] if first else None,
+        first_error_kind=first[3] if first else None,
+        n_steps=n_parsed,
+        n_wrong_steps=len(wrong),
+        wrong_hard_steps=wrong_hard,
+        taught_slips=taught,
+        operand_typos=typos,
+    )
+
+
+def difficulty(problem: Problem) -> float:
+    """The problem's difficulty knob ``b`` (from ``meta`` or parsed from the question)."""
+    if "difficulty" in problem.meta:
+        return float(problem.meta["difficulty"])
+    return float(parse_question(problem.prompt).b)
+
+
+def expected_pass_rate(problem: Problem, spec: ToyTaskSpec = DEFAULT_SPEC) -> float:
+    """Pass rate of the demonstration distribution (exact: slips never cancel in the default spec)."""
+    q = _question_of(problem)
+    p = spec.slip_prob(q.b)
+    total = 0.0
+    for slips in itertools.product([0, 1], repeat=spec.n_hard):
+        pr = float(np.prod([p if s else 1 - p for s in slips]))
+        shift = sum(q.b * q.a ** (spec.n_hard - 1 - k) for k, s in enumerate(slips) if s)
+        total += pr * (shift % spec.modulus == 0)
+    return total
+
+
+def demonstrations(
+    problems: Sequence[Problem | ToyQuestion], rng: np.random.Generator, spec: ToyTaskSpec = DEFAULT_SPEC
+) -> list[str]:
+    """One demonstration (with slips) per problem."""
+    return [solution_text(p, rng, spec) for p in problems]

@@ -1,0 +1,291 @@
+"""The built-in organism: task, tokenizer, build determinism, shipped weights, AUROC metrics."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stoplib.metrics import auroc, within_problem_auroc, within_problem_auroc_detail
+from stoplib.problems import Problem
+from stoplib.toy import task
+from stoplib.toy.organism import ORGANISM_PRESETS, build_organism, organism_path
+from stoplib.toy.properties import lowest_group_confidence, measure_properties
+from stoplib.toy.tokenizer import build_tokenizer, save_tokenizer
+
+
+# ---------------------------------------------------------------------------------------------
+# task
+
+
+def test_problems_deterministic_by_seed():
+    a = task.make_problems(20, seed=3, split="eval")
+    b = task.make_problems(20, seed=3, split="eval")
+    c = task.make_problems(20, seed=4, split="eval")
+    assert a == b
+    assert [p.id for p in a] != [p.id for p in c]
+    assert len({p.id for p in a}) == 20
+    assert all(isinstance(p, Problem) and p.kind == "toy" for p in a)
+
+
+def test_train_eval_disjoint():
+    train = {q.text for q in task.question_pool("train")}
+    evals = {q.text for q in task.question_pool("eval")}
+    assert train and evals and not train & evals
+    assert len(evals) / (len(train) + len(evals)) == pytest.approx(0.2, abs=0.03)
+    for p in task.make_problems(50, seed=0, split="train"):
+        assert p.prompt in train and task.question_split(p.prompt) == "train"
+
+
+def test_slip_free_solution_checks_correct():
+    for p in task.make_problems(30, seed=1, split="eval"):
+        text = task.solution_text(p)
+        check = task.check_path(p, text)
+        assert check.final_correct and not check.has_wrong_step
+        assert check.n_steps == task.DEFAULT_SPEC.n_steps
+        assert task.final_answer(text) == p.answer
+        assert text.endswith(f"\\boxed{{{p.answer}}}")
+
+
+def test_demonstration_slips_are_detected_and_never_cancel():
+    rng = np.random.default_rng(0)
+    problems = task.make_problems(200, seed=2, split="train")
+    n_slipped = 0
+    for p in problems:
+        text = task.solution_text(p, rng, slip_prob=0.5)
+        check = task.check_path(p, text)
+        if check.has_wrong_step:
+            n_slipped += 1
+            assert check.first_wrong_step < task.DEFAULT_SPEC.n_hard
+            assert check.first_error_kind == "value" and check.taught_slips >= 1
+            assert not check.final_correct  # slips carry forward and never cancel (design D3)
+        else:
+            assert check.final_correct
+    assert 100 < n_slipped < 200
+    assert task.cancelling_slip_sets() == []
+    assert len(task.cancelling_slip_sets(task.D2_SPEC)) > 0  # the probe's D2 had cancelling pairs
+
+
+def test_corrupted_step_detected_at_right_step():
+    p = task.make_problems(1, seed=5, split="eval")[0]
+    lines = task.solution_text(p).split("\n")
+    k = 6  # an easy step: replace its result digit, carry the wrong value forward
+    letter_op, value = lines[k].rsplit("=", 1)
+    wrong = (int(value) + 3) % 10
+    lines[k] = f"{letter_op}={wrong}"
+    q = task.parse_question(p.prompt)
+    x = wrong
+    for i in range(k + 1, task.DEFAULT_SPEC.n_steps):
+        y = (x + q.d) % 10 if q.sign == "+" else (x - q.d) % 10
+        lines[i] = f"{task.STEP_LETTERS[i]}:{x}{q.sign}{q.d}={y}"
+        x = y
+    lines[-1] = f"\\boxed{{{x}}}"
+    text = "\n".join(lines)
+    check = task.check_path(p, text)
+    assert check.first_wrong_step == k
+    assert check.first_wrong_char == text.index(f"\n{task.STEP_LETTERS[k]}:") + 1
+    assert check.first_error_char == check.first_wrong_char + len(letter_op) + 1
+    assert text[check.first_error_char] == str(wrong)
+    assert check.n_wrong_steps == 1 and not check.final_correct and not check.wrong_then_correct
+
+    # a malformed step, then the right answer anyway: wrong-then-correct
+    bad = task.solution_text(p).split("\n")
+    bad[3] = bad[3].replace(":", ";")
+    check = task.check_path(p, "\n".join(bad))
+    assert check.first_wrong_step == 3 and check.first_error_kind == "format"
+    assert check.final_correct and check.wrong_then_correct
+
+    # a wrong boxed answer after a correct chain is a wrong answer step
+    good = task.solution_text(p)
+    other = str((int(p.answer) + 1) % 10)
+    check = task.check_path(p, good[: good.rindex("{") + 1] + other + "}")
+    assert check.first_wrong_step == task.DEFAULT_SPEC.n_steps and check.first_error_kind == "answer"
+    assert not check.final_correct
+
+
+def test_boxed_answer_parsable():
+    from stoplib.grading import grade
+
+    p = task.make_problems(1, seed=0, split="eval")[0]
+    text = task.solution_text(p)
+    assert task.final_answer(text) == p.answer
+    assert grade(text, p).correct
+    assert task.final_answer("no box here") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def test_tokenizer_round_trip_template_and_save(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = build_tokenizer()
+    p = task.make_problems(1, seed=0, split="eval")[0]
+    demo = task.solution_text(p, np.random.default_rng(0))
+    ids = tok.encode(demo)
+    assert len(ids) == len(demo)  # one token per character, no special tokens added
+    assert tok.decode(ids) == demo
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": p.prompt}], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt == f"<bos>Q:{p.prompt}\nA:"
+    enc = tok.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True)
+    enc_ids = enc["input_ids"] if not isinstance(enc, list) else enc
+    assert enc_ids[0] == tok.bos_token_id and tok.decode(enc_ids) == prompt
+    save_tokenizer(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded.encode(demo) == ids
+    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id) == (1, 2, 0)
+    assert loaded.decode(ids + [loaded.eos_token_id], skip_special_tokens=True) == demo
+
+
+# ---------------------------------------------------------------------------------------------
+# organism build and shipped weights
+
+
+def _state(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_tiny_build_is_deterministic(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = ORGANISM_PRESETS["tiny"]  # 30 steps, about a second
+    a = build_organism(tmp_path / "a", cfg, progress=False)
+    b = build_organism(tmp_path / "b", cfg, progress=False)
+    sa, sb = _state(a), _state(b)
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    c = build_organism(tmp_path / "c", dataclasses.replace(cfg, seed=1), progress=False)
+    assert not all(torch.equal(sa[k], _state(c)[k]) for k in sa)
+    model = AutoModelForCausalLM.from_pretrained(a)
+    tok = AutoTokenizer.from_pretrained(a)
+    assert model.config.model_type == "llama" and model.config.vocab_size == len(tok)
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    for name in ("config.json", "generation_config.json", "build_info.json", "tokenizer.json"):
+        assert (a / name).is_file()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = organism_path("small")
+    return path, AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def test_shipped_weights_small_and_loadable(shipped):
+    path, model, tok = shipped
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    assert size <= 5 * 1024 * 1024
+    assert model.config.max_position_embeddings <= 512
+    assert (path / "build_info.json").is_file()
+
+
+def _sample(model, tok, problems, n, seed, greedy=False):
+    prompts = [
+        tok.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
+                                tokenize=False)
+        for p in problems for _ in range(n)
+    ]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=0.6, top_p=0.95, top_k=40)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=160, **kw, output_logits=True,
+                             return_dict_in_generate=True)
+    new = out.sequences[:, enc["input_ids"].shape[1]:]
+    lp = torch.log_softmax(torch.stack(out.logits, 1), -1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+    paths = []
+    for r in range(new.shape[0]):
+        ids = new[r].tolist()
+        length = ids.index(tok.eos_token_id) + 1 if tok.eos_token_id in ids else len(ids)
+        paths.append({"text": tok.decode(ids[:length], skip_special_tokens=True),
+                      "token_ids": ids[:length], "logprobs": lp[r, :length].tolist()})
+    return [paths[i * n:(i + 1) * n] for i in range(len(problems))]
+
+
+def test_shipped_organism_decodes_well_formed_paths(shipped):
+    _, model, tok = shipped
+    problems = task.make_problems(8, seed=7, split="eval")
+    greedy = _sample(model, tok, problems, 1, seed=0, greedy=True)
+    for p, (path,) in zip(problems, greedy):
+        check = task.check_path(p, path["text"])
+        assert check.n_steps == task.DEFAULT_SPEC.n_steps and check.answer is not None
+        assert path["token_ids"][-1] == tok.eos_token_id
+    sampled = _sample(model, tok, problems, 8, seed=0)
+    props = measure_properties(problems, sampled, prefix_len=36)
+    assert 0.1 <= props["pass_at_1"] <= 0.95
+    assert props["mean_tokens"] >= 100
+    well_formed = [task.check_path(p, x["text"]).answer is not None for p, xs in zip(problems, sampled) for x in xs]
+    assert np.mean(well_formed) > 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics and properties
+
+
+def test_auroc_hand_computed():
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert auroc([1, 2, 3], [0, 1, 1]) == 1.0
+    assert auroc([3, 2, 1], [0, 1, 1]) == 0.0
+    assert auroc([1, 1, 1], [0, 1, 0]) == 0.5  # all tied
+    # pairs (pos, neg): (2 vs 1) win, (2 vs 2) tie, (3 vs 1) win, (3 vs 2) win -> 3.5 / 4
+    assert auroc([1, 2, 2, 3], [0, 0, 1, 1]) == pytest.approx(0.875)
+    assert auroc([True, False], [True, False]) == 1.0
+    assert math.isnan(auroc([1, 2], [1, 1]))
+    with pytest.raises(ValueError):
+        auroc([1, 2], [0])
+
+
+def test_within_problem_auroc():
+    scores = [1, 2, 3, 4, 5, 6, 0.5, 0.5]
+    labels = [0, 1, 1, 0, 1, 1, 1, 0]
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    detail = within_problem_auroc_detail(scores, labels, groups)
+    # a: 1.0, b: 0.0, c: one class (skipped), d: tie 0.5
+    assert detail.value == pytest.approx(0.5) and detail.n_groups == 3 and detail.n_groups_total == 4
+    assert within_problem_auroc([1, 2, 3, 4], [0, 1, 0, 1], [0, 0, 1, 1]) == 1.0
+    # pooled differs from within when problems differ in difficulty
+    assert auroc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0
+    assert within_problem_auroc([1, 2, 3, 4], [0, 0, 1, 1], [0, 0, 1, 1]) != within_problem_auroc(
+        [1, 2, 3, 4], [0, 0, 1, 1], [0, 1, 0, 1])
+    assert math.isnan(within_problem_auroc([1, 2], [1, 1], [0, 0]))
+
+
+def test_properties_on_demonstrations():
+    """measure_properties on constructed paths: slips are errors in the prefix, the oracle is
+    perfect, and a low-probability slip token makes min-logprob informative."""
+    rng = np.random.default_rng(1)
+    problems = task.make_problems(12, seed=0, split="eval")
+    paths = []
+    for p in problems:
+        plist = []
+        for _ in range(8):
+            text = task.solution_text(p, rng, slip_prob=0.3)
+            check = task.check_path(p, text)
+            lp = [-0.01] * (len(text) + 1)
+            if check.has_wrong_step:
+                lp[check.first_error_char] = -2.0
+            plist.append({"text": text, "token_ids": [5] * (len(text) + 1), "logprobs": lp})
+        paths.append(plist)
+    props = measure_properties(problems, paths, prefix_len=36)
+    assert props["failed_first_wrong_in_prefix"] == 1.0
+    assert props["wrong_then_correct"] == 0.0
+    assert props["auroc"]["oracle"]["within"] == 1.0
+    assert props["auroc"]["min_logprob"]["within"] == 1.0
+    assert props["auroc"]["question_only"]["within"] == 0.5
+    assert props["mean_chars"] == 117
+    assert lowest_group_confidence([0, 0, -1, -1, 0], 2) == -1.0
+    assert lowest_group_confidence([-1, -3], 8) == -2.0
