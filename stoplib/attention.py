@@ -135,3 +135,111 @@ def span_enrichment(weights: Sequence[float], span: tuple[int, int], region: tup
     lo, hi = region
     mass = weights[span[0]:span[1]].sum() / max(weights[lo:hi].sum(), 1e-12)
     return float(mass / ((span[1] - span[0]) / (hi - lo)))
+
+
+# ---------------------------------------------------------------- studies on a bank
+def attention_records(scorer: StopScorer, bank: Any, tokenizer: Any, prefix_len: int, *,
+                      paths_per_problem: int = 8, query: str = "last", layers: str | int = "all") -> list[dict[str, Any]]:
+    """[STOP] attention for the unfinished prefixes of the first paths of each problem.
+
+    Each record: problem id, sample index, score, path correctness, key-position weights over
+    prompt + prefix (the [STOP] positions dropped and the rest renormalized), token strings,
+    categories, and for organism paths the span of the step line holding the prefix's first
+    error (None if the prefix has none) or, for clean prefixes, the span of each step line.
+    """
+    toy = all(bp.problem.kind == "toy" for bp in bank.problems)
+    records = []
+    for bp in bank.problems:
+        for path, correct in list(zip(bp.paths, bp.correct))[:paths_per_problem]:
+            prefix = path.prefix(prefix_len)
+            if prefix.finished:
+                continue
+            seq = list(prefix.prompt_ids) + list(prefix.token_ids)
+            att, score = stop_attention(scorer, seq)
+            weights = aggregate(att, query=query, layers=layers)[: len(seq)]
+            weights = weights / weights.sum()
+            tokens = token_strings(tokenizer, seq)
+            prompt_len = len(prefix.prompt_ids)
+            labels = categorize_toy(tokens, prompt_len) if toy else categorize_text(tokens, prompt_len)
+            rec = {"problem": bp.problem.id, "sample_index": path.sample_index, "score": score, "correct": bool(correct),
+                   "weights": weights, "tokens": tokens, "labels": labels, "prompt_len": prompt_len,
+                   "error_span": None, "step_spans": []}
+            if toy:
+                rec.update(_toy_spans(bp.problem, tokenizer.decode(prefix.token_ids, skip_special_tokens=True), prompt_len))
+            records.append(rec)
+    return records
+
+
+def _toy_spans(problem: Any, text: str, prompt_len: int) -> dict[str, Any]:
+    from .toy.task import check_path
+
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    spans = [(prompt_len + s, prompt_len + (text.find("\n", s) if text.find("\n", s) >= 0 else len(text)))
+             for s in starts if s < len(text)]
+    err = check_path(problem, text).first_error_char
+    error_span, error_step = None, None
+    if err is not None and err < len(text):
+        error_step = max(i for i, s in enumerate(starts) if s <= err)
+        error_span = spans[error_step] if error_step < len(spans) else None
+    return {"error_span": error_span, "error_step": error_step, "step_spans": spans}
+
+
+def category_table(records: Sequence[dict[str, Any]], *, quantile: float = 0.25, n_boot: int = 1000,
+                   seed: int = 0) -> "Any":
+    """Mean attention mass per category for the top vs bottom ``quantile`` of prefixes by score,
+    with percentile-bootstrap 95% intervals over prefixes."""
+    import pandas as pd
+
+    scores = np.array([r["score"] for r in records])
+    hi_cut, lo_cut = np.quantile(scores, 1 - quantile), np.quantile(scores, quantile)
+    groups = {"high score": [r for r in records if r["score"] >= hi_cut],
+              "low score": [r for r in records if r["score"] <= lo_cut]}
+    cats = sorted({label for r in records for label in r["labels"]})
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, recs in groups.items():
+        masses = np.array([[category_mass(r["weights"], r["labels"]).get(c, 0.0) for c in cats] for r in recs])
+        boots = masses[rng.integers(0, len(recs), (n_boot, len(recs)))].mean(axis=1)
+        for j, c in enumerate(cats):
+            rows.append({"group": group, "category": c, "mass": masses[:, j].mean(),
+                         "ci_low": np.quantile(boots[:, j], 0.025), "ci_high": np.quantile(boots[:, j], 0.975),
+                         "n": len(recs)})
+    return pd.DataFrame(rows)
+
+
+def error_step_enrichment(records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0) -> "Any":
+    """Does [STOP] attention concentrate on the first erroneous step of a doomed prefix?
+
+    For each prefix with an error at step line s: the enrichment (attention mass / uniform share
+    over the generated prefix) of line s. Matched control: the mean enrichment of line s in the
+    error-free prefixes of the same problem. Returns the doomed and control means and their
+    paired difference, each with a bootstrap 95% CI over the matched pairs.
+    """
+    import pandas as pd
+
+    def enrichment(r: dict[str, Any], span: tuple[int, int]) -> float:
+        return span_enrichment(r["weights"], span, (r["prompt_len"], len(r["weights"])))
+
+    clean: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        if r["error_span"] is None:
+            for step, span in enumerate(r["step_spans"]):
+                clean.setdefault((r["problem"], step), []).append(enrichment(r, span))
+    doomed, control = [], []
+    for r in records:
+        key = (r["problem"], r.get("error_step"))
+        if r["error_span"] is not None and key in clean:
+            doomed.append(enrichment(r, r["error_span"]))
+            control.append(float(np.mean(clean[key])))
+    doomed_a, control_a = np.array(doomed), np.array(control)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, v in (("first wrong step, doomed prefix", doomed_a), ("same step, clean prefixes (matched)", control_a),
+                     ("difference (paired)", doomed_a - control_a)):
+        if v.size == 0:
+            rows.append({"group": group, "enrichment": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0})
+            continue
+        boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
+        rows.append({"group": group, "enrichment": float(v.mean()), "ci_low": float(np.quantile(boots, 0.025)),
+                     "ci_high": float(np.quantile(boots, 0.975)), "n": int(v.size)})
+    return pd.DataFrame(rows)

