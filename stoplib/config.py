@@ -52,7 +52,7 @@ class ScalePreset:
 PRESETS: dict[str, ScalePreset] = {
     "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=512, n_train_problems=12, n_filter=8,
                         k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8),
-    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=384, n_filter=32,
+    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=336, n_filter=32,
                          k_rollouts=8, epochs=8, lr=1e-3, train_batch=64, grad_accum=1, lora_r=8),
     # Paper: Table 12 (1.5B column; use r=256 for 7B/8B). Global batch 128 = 16 x 8.
     "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64, n_train_problems=0, n_filter=32,
