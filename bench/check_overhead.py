@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     path = model_defaults(args.model, "small").path
+    if args.model == "toy":
+        torch.set_num_threads(1)  # the organism is too small to gain from threads
     model, tok = load_model_and_tokenizer(path)
     engine = HFEngine(model, tok, batch_size=args.paths)
     engine.eos_ids = {-1}  # every path runs to L

@@ -77,10 +77,12 @@ def main() -> None:
     parser.add_argument("--model", default="toy", help='"toy" or a local path / hub id')
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for the organism)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    toy = args.model == "toy"
+    torch.set_num_threads(args.threads or (1 if toy else max(1, os.cpu_count() or 1)))
     defaults = model_defaults(args.model, "small")
-    engine = HFEngine(defaults.path)
+    engine = HFEngine(defaults.path, attn_implementation="eager" if toy else None)
     max_new = args.max_new or defaults.max_new_tokens
     prompts = bench_prompts(args.model, engine, 16)
     throughput(engine, prompts[:2], 16, 16)  # warm-up
@@ -93,7 +95,8 @@ def main() -> None:
 
     engine.batch_size = 64
     ratios = {}
-    lengths = [L for L in (16, 32, 64, 128, 256) if L < max_new]
+    typical = 118 if toy else max_new  # organism paths are ~118 tokens: resume must have something to do
+    lengths = [L for L in (16, 32, 64, 96, 128, 256) if L + 16 < min(max_new, typical)]
     for L in lengths:
         runs = [resume_vs_reencode(engine, prompts[:8], L, 32, 8) for _ in range(args.repeats)]
         ratios[L] = sorted(runs)[len(runs) // 2]
