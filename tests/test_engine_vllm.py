@@ -33,7 +33,8 @@ from stoplib.stop import StopConfig, StopScorer  # noqa: E402
 
 from .conftest import build_char_tokenizer  # noqa: E402
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # from vLLM and torch internals
 
 BLOCK = 32  # KV block size: small, so that short prompt + prefix fill whole (cacheable) blocks
 SAMPLED = SamplingParams(temperature=0.8, top_p=0.9, top_k=10, max_new_tokens=72, seed=3, logprobs=5)

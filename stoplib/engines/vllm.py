@@ -236,6 +236,7 @@ class VLLMEngine:
         self.check_stats = CacheStats()
         if stop_checkpoint is not None:
             self._serve_stop(model_path, stop_checkpoint, in_process, revision, trust_remote_code, llm_kwargs)
+        _check_cpu_head_size(model_path, revision, trust_remote_code)
         import logging
 
         from vllm import LLM
@@ -477,6 +478,25 @@ class VLLMEngine:
         else:
             entropy = np.full(t, np.nan, np.float32)
         return chosen, entropy, rest_ids[:, :k].astype(np.int32), rest_lp[:, :k].astype(np.float32)
+
+
+def _check_cpu_head_size(model_path: str, revision: str | None, trust_remote_code: bool) -> None:
+    """On CPU, fail early and clearly when vLLM's CPU attention cannot run the model's head size
+    (vLLM would fail later, deep inside its warm-up). The built-in toy organism has head size 16."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from transformers import AutoConfig
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    config = AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
+    config = getattr(config, "text_config", None) or config
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head not in supported:
+        raise ValueError(f"{model_path}: head size {head} is not supported by vLLM's CPU attention (supported: "
+                         f"{supported}); use engine='hf' on CPU, or a GPU")
 
 
 def _resolve_dtype(dtype: str) -> str:

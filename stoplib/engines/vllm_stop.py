@@ -87,7 +87,7 @@ class _StopState:
     mask: torch.Tensor | None = None
 
 
-def _lora_pairs(directory: Path, config: dict[str, Any]) -> tuple[dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]], float]:
+def _lora_pairs(directory: Path) -> tuple[dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]], float]:
     """LoRA (A (r, in), B (out, r)) per (layer index, module name) and the scaling alpha / r."""
     from safetensors.torch import load_file
 
@@ -169,9 +169,8 @@ class _StopMixin:
         self.register_buffer("stop_head_weight", torch.zeros(1, hidden, dtype=torch.float32), persistent=False)
         self.register_buffer("stop_head_bias", torch.zeros(1, dtype=torch.float32), persistent=False)
         self.stop_lora_scaling = 0.0
-        self._stop_lora_keys: list[str] = []
         if self.stop_config.get("use_adapter", True):
-            pairs, self.stop_lora_scaling = _lora_pairs(self.stop_dir, self.stop_config)
+            pairs, self.stop_lora_scaling = _lora_pairs(self.stop_dir)
             self._register_lora(pairs)
 
     def _register_lora(self, pairs: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -182,9 +181,11 @@ class _StopMixin:
             for which, tensor in (("A", a), ("B", b)):
                 key = f"lora_{layer}_{name}_{which}"
                 self.register_buffer(key, torch.zeros(tuple(tensor.shape), dtype=self.stop_embedding.dtype), persistent=False)
-                self._stop_lora_keys.append(key)
-        self._stop_lora_cpu = pairs
+        self._stop_lora_cpu = pairs  # copied to the model's device and dtype in load_weights
         targets = {name for _, name in pairs}
+        unknown = targets - {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+        if unknown:
+            raise ValueError(f"{self.stop_dir}: LoRA targets {sorted(unknown)} are not supported by the vLLM STOP model")
         for i, block in enumerate(layers):
             attn, mlp = block.self_attn, block.mlp
             q, kv = attn.q_size, attn.kv_size
@@ -199,9 +200,6 @@ class _StopMixin:
                 mine = [s for s in slices if s[0] in targets and (i, s[0]) in pairs]
                 if mine:
                     _wrap_linear(module, mine, self.stop_state, self, i)
-        unknown = targets - {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-        if unknown:
-            raise ValueError(f"{self.stop_dir}: LoRA targets {sorted(unknown)} are not supported by the vLLM STOP model")
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         from safetensors.torch import load_file
