@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from stoplib.config import model_defaults  # noqa: E402
-from stoplib.engines.base import SamplingParams, keep_all  # noqa: E402
+from stoplib.engines.base import SamplingParams  # noqa: E402
 from stoplib.engines.hf import HFEngine  # noqa: E402
 
 

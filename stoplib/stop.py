@@ -36,8 +36,28 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 FORMAT_VERSION = 1
 
 
+class JsonConfig:
+    """JSON round trip for frozen config dataclasses with a ``target_modules`` tuple."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d["target_modules"] = list(d["target_modules"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - names - {"format_version", "hidden_size"}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+        d = {k: v for k, v in d.items() if k in names}
+        if "target_modules" in d:
+            d["target_modules"] = tuple(d["target_modules"])
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class StopConfig:
+class StopConfig(JsonConfig):
     """Architecture of a STOP module. Defaults: M=4 tokens, all-linear LoRA r=8, alpha=2r.
 
     ``use_adapter=False`` is the paper's "w/o adapter" ablation: no LoRA, and the [STOP]
@@ -62,21 +82,6 @@ class StopConfig:
         if self.use_adapter and self.lora_r < 1:
             raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["target_modules"] = list(self.target_modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StopConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names - {"format_version", "hidden_size"}
-        if unknown:
-            raise ValueError(f"unknown StopConfig fields {sorted(unknown)}")
-        d = {k: v for k, v in d.items() if k in names}
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
 
 
 def _decoder(model: nn.Module) -> nn.Module:

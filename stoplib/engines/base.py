@@ -163,6 +163,18 @@ class Engine(Protocol):
         ...
 
 
+def as_token_ids(prompt: Any, index: int) -> list[int]:
+    """A prompt as a non-empty list of ints; errors name the prompt's index."""
+    try:
+        ids = [int(t) for t in prompt]
+    except (TypeError, ValueError):
+        raise TypeError(f"prompt {index} must be a sequence of token ids, got {type(prompt).__name__}"
+                        " (use stoplib.prompts.build_prompt_ids)") from None
+    if not ids:
+        raise ValueError(f"prompt {index} is empty")
+    return ids
+
+
 def keep_all(launch: Launch) -> list[list[int]]:
     """The ``keep`` argument that resumes every path of a launch."""
     return [[path.sample_index for path in group] for group in launch.paths]

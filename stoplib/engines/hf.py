@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .base import Launch, Path, SamplingParams, check_keep, keep_all
+from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
 from .kv import GrowingCache
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
 
@@ -76,17 +76,6 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
             ids.update(int(v) for v in value)
     if not ids:
         raise ValueError("the model has no end-of-sequence token (generation_config.eos_token_id)")
-    return ids
-
-
-def _as_ids(prompt: Any, index: int) -> list[int]:
-    try:
-        ids = [int(t) for t in prompt]
-    except (TypeError, ValueError):
-        raise TypeError(f"prompt {index} must be a sequence of token ids, got {type(prompt).__name__}"
-                        " (use stoplib.prompts.build_prompt_ids)") from None
-    if not ids:
-        raise ValueError(f"prompt {index} is empty")
     return ids
 
 
@@ -201,7 +190,7 @@ class HFEngine:
     def _start(self, prompts: Sequence[Sequence[int]], n: int, target: int, params: SamplingParams) -> Launch:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        prompts = [_as_ids(p, i) for i, p in enumerate(prompts)]
+        prompts = [as_token_ids(p, i) for i, p in enumerate(prompts)]
         rows = [(p, i) for p in range(len(prompts)) for i in range(n)]
         chunks = []
         for start in range(0, len(rows), self.batch_size):

@@ -60,7 +60,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Launch, Path, SamplingParams, check_keep, keep_all
+from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
 
 ENTROPY_KINDS = ("topk", "full", "none")
 
@@ -74,17 +74,6 @@ def _path_seed(seed: int, prompt_ids: Sequence[int], sample_index: int, stage: i
         digest_size=8, person=b"stoplib-vllm",
     ).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
-def _as_ids(prompt: Any, index: int) -> list[int]:
-    try:
-        ids = [int(t) for t in prompt]
-    except (TypeError, ValueError):
-        raise TypeError(f"prompt {index} must be a sequence of token ids, got {type(prompt).__name__}"
-                        " (use stoplib.prompts.build_prompt_ids)") from None
-    if not ids:
-        raise ValueError(f"prompt {index} is empty")
-    return ids
 
 
 def topk_entropy(top_logprobs: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -374,7 +363,7 @@ class VLLMEngine:
     def _new_paths(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[Path]]:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        ids = [_as_ids(p, i) for i, p in enumerate(prompts)]
+        ids = [as_token_ids(p, i) for i, p in enumerate(prompts)]
         for i, p in enumerate(ids):
             if len(p) >= self.max_model_len:
                 raise ValueError(f"prompt {i} has {len(p)} tokens, max_model_len is {self.max_model_len}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 from typing import Any, Sequence
 
@@ -34,7 +34,7 @@ from torch import nn
 
 from ..engines.base import Path
 from ..problems import Problem
-from ..stop import ALL_LINEAR, _decoder, _present_targets, left_pad
+from ..stop import ALL_LINEAR, JsonConfig, _decoder, _present_targets, left_pad
 from .base import SignalInfo, register
 from .type1 import Decode, TextSignal
 
@@ -238,7 +238,7 @@ class PRMSignal(TextSignal):
 
 
 @dataclass(frozen=True)
-class VerifierConfig:
+class VerifierConfig(JsonConfig):
     """A text verifier: its own copy of a (small) LM, a linear head on the last token.
 
     ``mode``: "lora" (default: LoRA on every linear layer of the verifier's copy + head; the
@@ -262,21 +262,6 @@ class VerifierConfig:
         if self.mode == "lora" and self.lora_r < 1:
             raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["target_modules"] = list(self.target_modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VerifierConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names - {"format_version", "hidden_size"}
-        if unknown:
-            raise ValueError(f"unknown VerifierConfig fields {sorted(unknown)}")
-        d = {k: v for k, v in d.items() if k in names}
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
 
 
 class TextVerifier(nn.Module):
