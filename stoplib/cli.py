@@ -2,7 +2,14 @@
 
     stoplib reproduce [--scale small] [--only 00]   run the notebook suite with papermill
     stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism
+    stoplib label [--scale small] [--model toy]       dataset construction (MC soft labels)
+    stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
+    stoplib bank                                     the rollout bank of the evaluation problems
     stoplib info                                     provenance: versions, device, commit
+
+label / train / bank use the same store and configs as the notebooks (results/<stage>/<hash>/) and
+resume after an interruption; options: --scale, --model, --engine, --seed, --results-root,
+--train-problems.
 """
 
 from __future__ import annotations
@@ -75,6 +82,35 @@ def _cmd_toy(args: argparse.Namespace) -> None:
     print(out)
 
 
+def _config(args: argparse.Namespace):
+    from .config import resolve
+
+    overrides = {"train_problems": args.train_problems} if getattr(args, "train_problems", None) else {}
+    return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
+
+
+def _cmd_label(args: argparse.Namespace) -> None:
+    from .stages import labels_stage
+
+    directory, card = labels_stage(_config(args), force=args.force, progress=not args.quiet)
+    print(json.dumps({"directory": str(directory), **{k: card[k] for k in ("problems", "problems_kept", "prefixes",
+                                                                           "prefixes_train", "seconds")}}, indent=2))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .stages import stop_stage
+
+    best, summary = stop_stage(_config(args), args.variant, force=args.force, progress=not args.quiet)
+    print(json.dumps({"checkpoint": str(best), "best_epoch": summary["best_epoch"]}, indent=2))
+
+
+def _cmd_bank(args: argparse.Namespace) -> None:
+    from .stages import bank_stage
+
+    bank = bank_stage(_config(args), force=args.force, progress=not args.quiet)
+    print(json.dumps({"problems": len(bank.problems), "paths": bank.n_paths}, indent=2))
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
     from .store import provenance
 
@@ -99,6 +135,22 @@ def main(argv: list[str] | None = None) -> None:
     toy.add_argument("--out", help="output directory (default: the shipped weights' directory)")
     toy.add_argument("--quiet", action="store_true")
     toy.set_defaults(func=_cmd_toy)
+
+    for name, func, help_text in (("label", _cmd_label, "dataset construction: MC soft labels"),
+                                  ("train", _cmd_train, "train a STOP variant on the labels"),
+                                  ("bank", _cmd_bank, "generate the rollout bank")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--scale", choices=SCALES, default="small")
+        p.add_argument("--model", default="toy", help='"toy" or a Hugging Face id / local path')
+        p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--results-root", default="results")
+        p.add_argument("--train-problems", default=None, help="file of problems to label (default: toy problems)")
+        p.add_argument("--force", action="store_true", help="recompute even if the store has it")
+        p.add_argument("--quiet", action="store_true")
+        if name == "train":
+            p.add_argument("--variant", choices=("stop", "probe", "hard"), default="stop")
+        p.set_defaults(func=func)
 
     info = sub.add_parser("info", help="print provenance (versions, device, git commit)")
     info.set_defaults(func=_cmd_info)

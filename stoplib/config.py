@@ -70,6 +70,15 @@ class ModelDefaults:
     chat_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+# The paper's models (PAPER_SPEC 7.2, 11): max generation length and chat settings.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": {"max_new_tokens": 16384, "lora_r": 128},
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": {"max_new_tokens": 16384, "lora_r": 256},
+    "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B": {"max_new_tokens": 32768, "lora_r": 256},  # "DS-Qwen-3-8B" (INFERRED id)
+    "openai/gpt-oss-20b": {"max_new_tokens": 32768, "lora_r": 2048, "chat_kwargs": {"reasoning_effort": "medium"}},
+}
+
+
 def model_defaults(model: str, scale: str) -> ModelDefaults:
     """Defaults for ``model``: "toy" (the built-in organism) or a hub id / local path."""
     if model == "toy":
@@ -78,7 +87,10 @@ def model_defaults(model: str, scale: str) -> ModelDefaults:
 
         return ModelDefaults(path=str(organism_path("small")), prefix_len=DEFAULT_PREFIX_LEN,
                              max_new_tokens=TOY_MAX_NEW_TOKENS)
-    return ModelDefaults(path=model, prefix_len=2048, max_new_tokens=PAPER_SAMPLING.max_new_tokens)
+    preset = MODEL_PRESETS.get(model, {})
+    return ModelDefaults(path=model, prefix_len=2048,
+                         max_new_tokens=preset.get("max_new_tokens", PAPER_SAMPLING.max_new_tokens),
+                         chat_kwargs=dict(preset.get("chat_kwargs", {})))
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,8 @@ def resolve(
         prefix_lens=(defaults.prefix_len,), k_rollouts=preset.k_rollouts, sampling=sampling,
         batch_prefixes=max(1, preset.batch_size // preset.k_rollouts), model=model, seed=seed,
     )
-    stop = StopConfig(lora_r=preset.lora_r, lora_alpha=2 * preset.lora_r, base_model=defaults.path)
+    rank = MODEL_PRESETS.get(model, {}).get("lora_r", preset.lora_r) if scale == "paper" else preset.lora_r
+    stop = StopConfig(lora_r=rank, lora_alpha=2 * rank, base_model=defaults.path)
     train = TrainConfig(lr=preset.lr, epochs=preset.epochs, batch_size=preset.train_batch,
                         grad_accum=preset.grad_accum, max_length=4096 if toy else 2048 + 1024, seed=seed)
     config = RunConfig(

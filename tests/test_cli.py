@@ -1,0 +1,36 @@
+"""The headless CLI uses the same stages and store as the notebooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from stoplib.config import MODEL_PRESETS, resolve
+
+
+def run(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "stoplib.cli", *args], check=True, capture_output=True,
+                          text=True, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": ""}).stdout
+
+
+def test_label_then_train_at_tiny_scale(tmp_path):
+    root = str(tmp_path / "results")
+    out = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--quiet"))
+    assert out["prefixes"] > 0 and out["problems"] == resolve("tiny").n_train_problems
+    again = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--quiet"))
+    assert again == out  # cached: the same store entry, nothing recomputed
+    trained = json.loads(run("train", "--scale", "tiny", "--results-root", root, "--variant", "probe", "--quiet"))
+    checkpoint = Path(trained["checkpoint"])
+    assert checkpoint.is_relative_to(tmp_path) and (checkpoint / "stop_config.json").exists()
+
+
+def test_paper_presets_for_the_papers_models():
+    gpt = resolve("paper", model="openai/gpt-oss-20b")
+    assert gpt.sampling.max_new_tokens == 32768 and gpt.chat_kwargs == {"reasoning_effort": "medium"}
+    small = resolve("paper", model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")
+    assert small.sampling.max_new_tokens == 16384 and small.stop.lora_r == 128 and small.stop.lora_alpha == 256
+    assert (small.n_paths, small.keep, small.prefix_len) == (64, 8, 2048)
+    assert (small.sampling.temperature, small.sampling.top_p, small.sampling.top_k) == (0.6, 0.95, 40)
+    assert set(MODEL_PRESETS) >= {"deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B"}
