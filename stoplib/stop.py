@@ -98,7 +98,36 @@ def _present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     return found
 
 
-class StopScorer(nn.Module):
+class PrefixScorer(nn.Module):
+    """What STOP and the text verifier share: batched scoring of token-id prefixes.
+
+    Subclasses define ``forward(input_ids, attention_mask) -> logits (B,)``, ``head`` and
+    ``tokenizer``; ``stoplib.train.train_stop`` trains any of them.
+    """
+
+    head: nn.Linear
+    tokenizer: Any
+
+    @torch.no_grad()
+    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
+        """Probabilities (N,) for token-id prefixes (prompt + generated prefix)."""
+        out = []
+        for start in range(0, len(prefixes), batch_size):
+            ids, mask = left_pad(prefixes[start : start + batch_size], self.pad_id, self.device)
+            out.append(torch.sigmoid(self(ids, mask)))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
+
+
+class StopScorer(PrefixScorer):
     """The STOP module on a (frozen) Hugging Face causal LM.
 
     ``scorer(input_ids, attention_mask)`` returns logits (B,) for left-padded prefixes;
@@ -214,24 +243,6 @@ class StopScorer(nn.Module):
         """Both stages on left-padded prefixes (B, S): logits (B,)."""
         cache = self.encode_prefix(input_ids, attention_mask)
         return self.score_cache(cache, attention_mask, restore=False)
-
-    @torch.no_grad()
-    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
-        """Probabilities (N,) for token-id prefixes (prompt + generated prefix)."""
-        out = []
-        for start in range(0, len(prefixes), batch_size):
-            ids, mask = left_pad(prefixes[start : start + batch_size], self.pad_id, self.device)
-            out.append(torch.sigmoid(self(ids, mask)))
-        return torch.cat(out) if out else torch.zeros(0)
-
-    @property
-    def device(self) -> torch.device:
-        return self.head.weight.device
-
-    @property
-    def pad_id(self) -> int:
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..engines.base import Path
 from ..problems import Problem
-from ..stop import ALL_LINEAR, JsonConfig, _decoder, _present_targets, left_pad
+from ..stop import ALL_LINEAR, JsonConfig, PrefixScorer, _decoder, _present_targets, left_pad
 from .base import SignalInfo, register
 from .type1 import Decode, TextSignal
 
@@ -264,7 +264,7 @@ class VerifierConfig(JsonConfig):
 
 
 
-class TextVerifier(nn.Module):
+class TextVerifier(PrefixScorer):
     """An external verifier: re-tokenizes the decoded prompt + prefix text with its own tokenizer,
     encodes it with its own model (separate weights, full re-encoding, no access to the
     generator's cache), and reads a linear head on the final hidden state of the last token:
@@ -344,27 +344,9 @@ class TextVerifier(nn.Module):
                                    position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=False)
         return self.head(out.last_hidden_state[:, -1, :]).squeeze(-1).float()
 
-    @torch.no_grad()
-    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
-        """Probabilities (N,) for verifier token-id sequences."""
-        out = []
-        for start in range(0, len(prefixes), batch_size):
-            ids, mask = left_pad(prefixes[start:start + batch_size], self.pad_id, self.device)
-            out.append(torch.sigmoid(self(ids, mask)))
-        return torch.cat(out) if out else torch.zeros(0)
-
     def score_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Probabilities (N,) for texts."""
         return self.score([self.encode_text(t) for t in texts], batch_size).cpu().numpy().astype(float)
-
-    @property
-    def device(self) -> torch.device:
-        return self.head.weight.device
-
-    @property
-    def pad_id(self) -> int:
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | FsPath) -> FsPath:
