@@ -41,6 +41,7 @@ class ScalePreset:
     batch_size: int  # rows decoded together by the HF engine
     n_train_problems: int  # problems entering dataset construction (0 = all given)
     n_filter: int  # paths per problem for the difficulty filter (paper: 32)
+    prefixes_per_problem: int | None  # prefixes labelled per kept problem (None: every filter path)
     k_rollouts: int  # Monte Carlo continuations per prefix (paper: 32)
     epochs: int
     lr: float
@@ -51,11 +52,16 @@ class ScalePreset:
 
 PRESETS: dict[str, ScalePreset] = {
     "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=512, n_train_problems=12, n_filter=8,
+                        prefixes_per_problem=None,
                         k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8),
-    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=336, n_filter=32,
-                         k_rollouts=8, epochs=8, lr=1e-3, train_batch=64, grad_accum=1, lora_r=8),
+    # small: many problems, few prefixes each: 32 paths of one problem repeat the same few prefixes
+    # (336 problems x 32 paths gave 7,104 records but 1,159 distinct prefixes, and STOP memorized them).
+    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=1000, n_filter=16,
+                         prefixes_per_problem=8, k_rollouts=8, epochs=20, lr=1e-3, train_batch=64, grad_accum=1,
+                         lora_r=8),
     # Paper: Table 12 (1.5B column; use r=256 for 7B/8B). Global batch 128 = 16 x 8.
     "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64, n_train_problems=0, n_filter=32,
+                         prefixes_per_problem=None,
                          k_rollouts=32, epochs=15, lr=2e-5, train_batch=16, grad_accum=8, lora_r=128),
 }
 
@@ -146,6 +152,7 @@ def resolve(
     labels = LabelConfig(
         n_filter=preset.n_filter, band=(round(4 * preset.n_filter / 32), round(28 * preset.n_filter / 32)),
         prefix_lens=(defaults.prefix_len,), k_rollouts=preset.k_rollouts, sampling=sampling,
+        max_prefixes_per_problem=preset.prefixes_per_problem,
         batch_prefixes=max(1, preset.batch_size // preset.k_rollouts), model=model, seed=seed,
     )
     rank = MODEL_PRESETS.get(model, {}).get("lora_r", preset.lora_r) if scale == "paper" else preset.lora_r
