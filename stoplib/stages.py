@@ -11,6 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .bank import Bank, build_bank, load_bank
 from .config import RunConfig
 from .engines import Engine, make_engine
@@ -122,6 +124,7 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
 
     use_threads(config)
     base, tokenizer = load_model_and_tokenizer(config.model_path)
+    torch.manual_seed(train.seed)  # the LoRA, [STOP] and head initialization
     scorer = StopScorer(base, tokenizer, stop)
     train_records = load_label_records(labels_dir / "train.jsonl")
     val_records = load_label_records(labels_dir / "val.jsonl")
@@ -174,6 +177,7 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
 
     use_threads(config)
     _, generator_tokenizer = load_model_and_tokenizer(config.model_path)
+    torch.manual_seed(config.train.seed)
     verifier = TextVerifier.from_base(config.model_path, vconfig)
     result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
                             load_label_records(labels_dir / "val.jsonl"), config.train, directory,
