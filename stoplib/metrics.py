@@ -190,8 +190,24 @@ def _vote(answers: Sequence[str | None], correct: np.ndarray, rows: np.ndarray,
     return vote, bool(correct[first])
 
 
+class _VoteAndTokens:
+    """Aggregates shared by replayed policies and the no-pruning baseline."""
+
+    vote_correct: np.ndarray  # (P,) bool: the majority vote of each problem is correct
+    tokens: np.ndarray  # (P,) generated tokens spent
+
+    @property
+    def cons(self) -> float:
+        """Cons@N: accuracy of the majority vote (over the kept paths, or all n without pruning)."""
+        return float(np.mean(self.vote_correct))
+
+    @property
+    def total_tokens(self) -> int:
+        return int(self.tokens.sum())
+
+
 @dataclass
-class ReplayResult:
+class ReplayResult(_VoteAndTokens):
     """One (N, k, L) policy replayed on a bank; per-problem arrays and the aggregates."""
 
     n: int
@@ -211,14 +227,6 @@ class ReplayResult:
         """avg@k|N: mean over problems of the kept paths' accuracy."""
         return float(np.mean(self.kept_accuracy))
 
-    @property
-    def cons(self) -> float:
-        """Cons@N: accuracy of the majority vote over the kept paths."""
-        return float(np.mean(self.vote_correct))
-
-    @property
-    def total_tokens(self) -> int:
-        return int(self.tokens.sum())
 
     @property
     def token_reduction(self) -> float:
@@ -273,7 +281,7 @@ def replay(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int,
 
 
 @dataclass
-class NoPruningResult:
+class NoPruningResult(_VoteAndTokens):
     """The no-pruning baseline: the first n paths of every problem run to completion."""
 
     n: int
@@ -288,14 +296,6 @@ class NoPruningResult:
         """avg@N."""
         return float(np.mean(self.accuracy))
 
-    @property
-    def cons(self) -> float:
-        """Majority-vote accuracy over the n paths (Cons@N without pruning)."""
-        return float(np.mean(self.vote_correct))
-
-    @property
-    def total_tokens(self) -> int:
-        return int(self.tokens.sum())
 
 
 def no_pruning(bank: Any, *, n: int) -> NoPruningResult:
