@@ -2,7 +2,7 @@
 
     stoplib reproduce [--scale small] [--only 00]   run the notebook suite with papermill
     stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism
-    stoplib label [--scale small] [--model toy]       dataset construction (MC soft labels)
+    stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
     stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
     stoplib bank                                     the rollout bank of the evaluation problems
     stoplib info                                     provenance: versions, device, commit
@@ -85,7 +85,9 @@ def _cmd_toy(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace):
     from .config import resolve
 
-    overrides = {"train_problems": args.train_problems} if getattr(args, "train_problems", None) else {}
+    overrides: dict = {"train_problems": args.train_problems} if getattr(args, "train_problems", None) else {}
+    if getattr(args, "workers", None):
+        overrides["workers"] = args.workers
     return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
 
 
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--train-problems", default=None, help="file of problems to label (default: toy problems)")
         p.add_argument("--force", action="store_true", help="recompute even if the store has it")
         p.add_argument("--quiet", action="store_true")
+        if name == "label":
+            p.add_argument("--workers", type=int, default=None,
+                           help="processes sampling in parallel (default: 2 for the organism on CPU, else 1)")
         if name == "train":
             p.add_argument("--variant", choices=("stop", "probe", "hard"), default="stop")
         p.set_defaults(func=func)

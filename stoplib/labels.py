@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 from .engines.base import Engine, SamplingParams
 from .grading import grade
 from .problems import Problem
-from .store import JsonlLog, atomic_write_json, read_jsonl
+from .store import JsonlLog, atomic_write_json, atomic_write_text, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -73,36 +75,75 @@ def _text(engine: Engine, ids: Sequence[int]) -> str:
     return engine.tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
+EngineSource = Union[Engine, Callable[[], Engine]]
+
+
 def build_labels(
-    engine: Engine,
+    engine: EngineSource,
     problems: Sequence[Problem],
     prompts: Sequence[Sequence[int]],
     config: LabelConfig,
     out_dir: str | Path,
     *,
+    workers: int = 1,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the construction into ``out_dir``; returns the dataset card.
 
-    Files: ``filter.jsonl`` (one record per problem), ``labels.jsonl`` (one per prefix),
+    ``engine`` is an engine, or a zero-argument factory of one. With ``workers > 1`` the problems
+    are sharded over that many spawned processes, each building its own engine from the factory
+    (which must then be picklable, e.g. ``functools.partial(stages.engine_for, config)``): on a
+    CPU, one single-threaded tiny model per core is about ``workers`` times faster than one
+    process. Sampling is keyed by (seed, prompt, sample, position), so the labels are identical
+    for any number of workers and across kills and resumes.
+
+    Files: ``logs/`` (the append-only work logs, one pair per worker), then, merged in problem
+    order: ``filter.jsonl`` (one record per problem), ``labels.jsonl`` (one per prefix),
     ``train.jsonl`` / ``val.jsonl`` (split by problem), ``card.json``.
     ``on_batch(n_done)`` is called after each rollout batch (used by the crash test).
     """
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
     excluded = set(config.exclude_ids)
-    todo = [(p, ids) for p, ids in zip(problems, prompts) if p.id not in excluded]
-    start, tokens = time.time(), {"filter": 0, "rollouts": 0}
-    bar = _progress(progress)
+    todo = [(p, list(ids)) for p, ids in zip(problems, prompts) if p.id not in excluded]
+    start = time.time()
+    if workers == 1 or len(todo) <= 1:
+        if not isinstance(engine, Engine) and callable(engine):
+            engine = engine()
+        _construct(engine, todo, config, out_dir, 0, _progress(progress), on_batch)
+    else:
+        if isinstance(engine, Engine) or not callable(engine):
+            raise TypeError("workers > 1 needs a picklable engine factory, not an engine instance")
+        _run_workers(engine, todo, config, out_dir, workers, _progress(progress))
+    return write_card(out_dir, config, [p.id for p, _ in todo], time.time() - start)
 
+
+def _label_key(record: dict) -> str:
+    return f"{record['problem_id']}|{record['sample_index']}|{record['prefix_len']}"
+
+
+def _read_logs(out_dir: Path, name: str) -> list[dict]:
+    """The committed records of every worker's ``logs/<name>-<i>.jsonl``."""
+    return [r for path in sorted((out_dir / "logs").glob(f"{name}-*.jsonl")) for r in read_jsonl(path)]
+
+
+def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config: LabelConfig, out_dir: Path,
+               worker: int, bar: Callable[[str], None], on_batch: Callable[[int], None] | None = None,
+               report: Callable[[dict[str, int]], None] | None = None) -> None:
+    """One worker's share: filter its problems, then label their prefixes; skips logged work."""
+    tokens = {"filter": 0, "rollouts": 0}
     # 1. difficulty filter (and the prefix sources)
-    filter_log = JsonlLog(out_dir / "filter.jsonl", key="problem_id")
-    pending = [(p, ids) for p, ids in todo if p.id not in filter_log]
-    for i in range(0, len(pending), max(1, config.batch_prefixes // 4)):
-        part = pending[i : i + max(1, config.batch_prefixes // 4)]
+    done = {r["problem_id"] for r in _read_logs(out_dir, "filter")}
+    filter_log = JsonlLog(out_dir / "logs" / f"filter-{worker}.jsonl", key="problem_id")
+    pending = [(p, ids) for p, ids in todo if p.id not in done]
+    step = max(1, config.batch_prefixes // 4)
+    for i in range(0, len(pending), step):
+        part = pending[i : i + step]
         groups = engine.generate([ids for _, ids in part], config.n_filter, config.sampling)
         for (problem, _), paths in zip(part, groups):
             correct = [grade(_text(engine, p.token_ids), problem).correct for p in paths]
@@ -113,29 +154,34 @@ def build_labels(
                 "paths": [{"sample_index": p.sample_index, "token_ids": p.token_ids[: max(config.prefix_lens)],
                            "length": p.generated_tokens, "correct": bool(c)} for p, c in zip(paths, correct)],
             })
-        bar(f"filter {len(filter_log)}/{len(todo)} problems")
+        bar(f"filter {len(done) + len(filter_log)}/{len(todo)} problems")
+        if report:
+            report(tokens)
     filter_log.close()
-    filtered = {r["problem_id"]: r for r in read_jsonl(out_dir / "filter.jsonl")}
+    mine = {p.id for p, _ in todo}
+    filtered = {r["problem_id"]: r for r in _read_logs(out_dir, "filter") if r["problem_id"] in mine}
 
     # 2. prefixes of kept problems, 3. Monte Carlo rollouts
     by_id = {p.id: (p, ids) for p, ids in todo}
     units = []
-    for pid, rec in filtered.items():
-        if pid not in by_id or not rec["kept"]:
+    for problem, _ in todo:
+        rec = filtered.get(problem.id)
+        if rec is None or not rec["kept"]:
             continue
         for length in config.prefix_lens:
             paths = [q for q in rec["paths"] if q["length"] > length]  # ends after L: a real prefix
             for q in paths[: config.max_prefixes_per_problem]:
-                units.append((pid, q, length))
-    label_log = JsonlLog(out_dir / "labels.jsonl", key=lambda r: f"{r['problem_id']}|{r['sample_index']}|{r['prefix_len']}")
-    units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in label_log]
+                units.append((problem.id, q, length))
+    done = {_label_key(r) for r in _read_logs(out_dir, "labels")}
+    label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)
+    units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in done]
     units.sort(key=lambda u: u[2])  # one prefix length per batch: one max_new_tokens per call
     batches = [units[i : i + config.batch_prefixes] for i in range(0, len(units), config.batch_prefixes)]
     batches = [[u for u in b if u[2] == L] for b in batches for L in sorted({u[2] for u in b})]
     rollout = config.sampling
     for part in batches:
         length = part[0][2]
-        contexts = [list(by_id[pid][1]) + q["token_ids"][:length] for pid, q, _ in part]
+        contexts = [by_id[pid][1] + q["token_ids"][:length] for pid, q, _ in part]
         groups = engine.generate(contexts, config.k_rollouts,
                                  rollout.with_(max_new_tokens=max(1, rollout.max_new_tokens - length)))
         records = []
@@ -143,31 +189,101 @@ def build_labels(
             problem, prompt_ids = by_id[pid]
             prefix = q["token_ids"][:length]
             wins = sum(grade(_text(engine, prefix + c.token_ids), problem).correct for c in conts)
-            tokens["rollouts"] += sum(c.generated_tokens for c in conts)
+            spent = sum(c.generated_tokens for c in conts)
+            tokens["rollouts"] += spent
             records.append({
                 "problem_id": pid, "sample_index": q["sample_index"], "prefix_len": length,
                 "prefix_token_ids": context, "prompt_len": len(prompt_ids),
                 "Soft_label": wins / len(conts), "Hard_label": int(q["correct"]), "n_rollouts": len(conts),
+                "rollout_tokens": spent,
                 "split": split_of(pid, config.val_fraction, config.seed), "model": config.model, "seed": config.seed,
             })
         label_log.extend(records)
-        bar(f"rollouts {len(label_log)} prefixes, {tokens['rollouts']:,} tokens")
+        bar(f"rollouts {len(done) + len(label_log)} prefixes, {tokens['rollouts']:,} tokens")
+        if report:
+            report(tokens)
         if on_batch:
-            on_batch(len(label_log))
+            on_batch(len(done) + len(label_log))
     label_log.close()
-    return write_card(out_dir, config, tokens, time.time() - start)
 
 
-def write_card(out_dir: Path, config: LabelConfig, tokens: dict[str, int], seconds: float) -> dict[str, Any]:
-    """Write train/val splits and the dataset card from the logs."""
-    filtered = read_jsonl(out_dir / "filter.jsonl")
-    labels = read_jsonl(out_dir / "labels.jsonl")
-    for split in ("train", "val"):
-        rows = [r for r in labels if r["split"] == split]
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        (out_dir / f"{split}.jsonl").write_text(text)
+def _worker_main(factory: Callable[[], Engine], todo: list[tuple[Problem, list[int]]], config: LabelConfig,
+                 out_dir: Path, worker: int, workers: int) -> None:
+    """Entry point of a spawned worker: dies with its parent, shares the cores, reports tokens."""
+    _die_with_parent()
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))  # the factory may lower it
+    status = out_dir / "logs" / f"status-{worker}.json"
+    _construct(factory(), todo, config, out_dir, worker, lambda message: None,
+               report=lambda tokens: atomic_write_json(status, tokens))
+
+
+def _run_workers(factory: Callable[[], Engine], todo: list[tuple[Problem, list[int]]], config: LabelConfig,
+                 out_dir: Path, workers: int, bar: Callable[[str], None]) -> None:
+    """Shard ``todo`` round-robin over spawned processes; wait, showing their summed progress."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for old in (out_dir / "logs").glob("status-*.json"):
+        old.unlink()
+    procs = [context.Process(target=_worker_main, args=(factory, todo[w::workers], config, out_dir, w, workers),
+                             name=f"labels-{w}", daemon=True) for w in range(workers)]
+    try:
+        for proc in procs:
+            proc.start()
+        while any(proc.is_alive() for proc in procs):
+            failed = [proc for proc in procs if proc.exitcode not in (None, 0)]
+            if failed:
+                raise RuntimeError(f"label worker {failed[0].name} exited with code {failed[0].exitcode}; "
+                                   "its records so far are kept, rerun to continue")
+            time.sleep(1.0)
+            totals = {"filter": 0, "rollouts": 0}
+            for path in (out_dir / "logs").glob("status-*.json"):
+                try:
+                    for k, v in json.loads(path.read_text()).items():
+                        totals[k] = totals.get(k, 0) + v
+                except (OSError, ValueError):
+                    pass
+            bar(f"{workers} workers: {totals['filter'] + totals['rollouts']:,} tokens")
+        failed = [proc for proc in procs if proc.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"label worker {failed[0].name} exited with code {failed[0].exitcode}; "
+                               "its records so far are kept, rerun to continue")
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphan keeps writing logs)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent kills its workers on any exception it sees
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def write_card(out_dir: Path, config: LabelConfig, problem_order: Sequence[str], seconds: float) -> dict[str, Any]:
+    """Merge the workers' logs in problem order; write the splits and the dataset card.
+
+    Token counts are summed from the records, so they are exact however often the run was
+    killed and resumed; ``seconds`` adds this run's wall time to the previous card's.
+    """
+    rank = {pid: i for i, pid in enumerate(problem_order)}
+    filtered = sorted(_read_logs(out_dir, "filter"), key=lambda r: rank.get(r["problem_id"], len(rank)))
+    labels = sorted(_read_logs(out_dir, "labels"),
+                    key=lambda r: (rank.get(r["problem_id"], len(rank)), r["prefix_len"], r["sample_index"]))
+    for name, rows in (("filter", filtered), ("labels", labels), ("train", [r for r in labels if r["split"] == "train"]),
+                       ("val", [r for r in labels if r["split"] == "val"])):
+        atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     previous = json.loads((out_dir / "card.json").read_text()) if (out_dir / "card.json").exists() else {}
-    spent = previous.get("tokens_generated", {})
     card = {
         "config": asdict(config),
         "problems": len(filtered),
@@ -180,7 +296,8 @@ def write_card(out_dir: Path, config: LabelConfig, tokens: dict[str, int], secon
         "problems_val": len({r["problem_id"] for r in labels if r["split"] == "val"}),
         "mean_soft_label": sum(r["Soft_label"] for r in labels) / max(1, len(labels)),
         "mean_hard_label": sum(r["Hard_label"] for r in labels) / max(1, len(labels)),
-        "tokens_generated": {k: spent.get(k, 0) + v for k, v in tokens.items()},
+        "tokens_generated": {"filter": sum(q["length"] for r in filtered for q in r["paths"]),
+                             "rollouts": sum(r.get("rollout_tokens", 0) for r in labels)},
         "seconds": previous.get("seconds", 0.0) + seconds,
     }
     atomic_write_json(out_dir / "card.json", card)

@@ -7,6 +7,7 @@ resume after an interruption.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,20 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
     card_path = directory / "card.json"
     if card_path.exists() and read_json(card_path).get("complete"):
         return directory, read_json(card_path)
-    engine = engine or engine_for(config)
     problems = train_problems(config)
     held_out = {p.id for p in eval_problems(config)}
     labels = LabelConfig(**{**config.labels.__dict__, "exclude_ids": tuple(sorted(held_out))})
-    card = build_labels(engine, problems, prompts_for(problems, engine, config), labels, directory, progress=progress)
+    if engine is None and config.workers > 1:  # each worker process builds its own engine
+        from transformers import AutoTokenizer
+
+        source: Any = functools.partial(engine_for, config)
+        tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+    else:
+        source = engine or engine_for(config)
+        tokenizer = source.tokenizer
+    prompts = [build_prompt_ids(p, tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
+    workers = config.workers if engine is None else 1
+    card = build_labels(source, problems, prompts, labels, directory, workers=workers, progress=progress)
     card["complete"] = True
     atomic_write_json(card_path, card)
     return directory, card

@@ -8,4 +8,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.test_labels import run_job  # noqa: E402
 
 if __name__ == "__main__":
-    run_job(Path(sys.argv[1]), Path(sys.argv[2]), marker=Path(sys.argv[3]))
+    run_job(Path(sys.argv[1]), Path(sys.argv[2]), marker=Path(sys.argv[3]), workers=int(sys.argv[4]))

@@ -17,8 +17,9 @@ def run(*args: str) -> str:
 
 def test_label_then_train_at_tiny_scale(tmp_path):
     root = str(tmp_path / "results")
-    out = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--quiet"))
+    out = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--workers", "2", "--quiet"))
     assert out["prefixes"] > 0 and out["problems"] == resolve("tiny").n_train_problems
+    assert len(list(Path(out["directory"]).glob("logs/labels-*.jsonl"))) == 2  # sharded over 2 processes
     again = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--quiet"))
     assert again == out  # cached: the same store entry, nothing recomputed
     trained = json.loads(run("train", "--scale", "tiny", "--results-root", root, "--variant", "probe", "--quiet"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -28,10 +29,23 @@ def job_inputs(engine: HFEngine) -> tuple[list[Problem], list[list[int]]]:
     return problems, [engine.tokenizer(p.prompt)["input_ids"] for p in problems]
 
 
-def run_job(model_dir: Path, out_dir: Path, marker: Path | None = None, config: LabelConfig = CONFIG) -> dict:
+class SlowEngine(HFEngine):
+    """The HF engine, pausing after each call so that a kill lands between batches."""
+
+    def generate(self, *args, **kwargs):
+        out = super().generate(*args, **kwargs)
+        time.sleep(0.3)
+        return out
+
+
+def run_job(model_dir: Path, out_dir: Path, marker: Path | None = None, config: LabelConfig = CONFIG,
+            workers: int = 1) -> dict:
     engine = HFEngine(model_dir, batch_size=16)
     problems, prompts = job_inputs(engine)
     config = LabelConfig(**{**config.__dict__, "exclude_ids": ("held-out",)})
+    if workers > 1:
+        source = functools.partial(SlowEngine if marker else HFEngine, model_dir, batch_size=16)
+        return build_labels(source, problems, prompts, config, out_dir, workers=workers, progress=False)
 
     def slow_down(n_done: int) -> None:
         if marker is not None:
@@ -39,6 +53,11 @@ def run_job(model_dir: Path, out_dir: Path, marker: Path | None = None, config: 
             time.sleep(0.5)  # give the parent time to kill us between batches
 
     return build_labels(engine, problems, prompts, config, out_dir, progress=False, on_batch=slow_down)
+
+
+def logged(out_dir: Path) -> list[dict]:
+    """The label records committed so far by every worker."""
+    return [r for path in sorted((out_dir / "logs").glob("labels-*.jsonl")) for r in read(path)]
 
 
 def read(path: Path) -> list[dict]:
@@ -63,9 +82,14 @@ def test_labels_follow_the_recipe(tiny_model_dir, tmp_path):
     train = load_label_records(tmp_path / "a" / "train.jsonl")  # readable by STOP training
     val_ids = {r["problem_id"] for r in read(tmp_path / "a" / "val.jsonl")}
     assert not val_ids & {r.problem_id for r in train}
-    # the same seed gives identical labels
+    assert card["tokens_generated"]["rollouts"] == sum(r["rollout_tokens"] for r in labels) > 0
+    # the same seed gives identical labels, in one process or sharded over two
     run_job(tiny_model_dir, tmp_path / "b")
     assert read(tmp_path / "b" / "labels.jsonl") == labels
+    assert run_job(tiny_model_dir, tmp_path / "w2", workers=2)["tokens_generated"] == card["tokens_generated"]
+    assert read(tmp_path / "w2" / "labels.jsonl") == labels
+    assert read(tmp_path / "w2" / "filter.jsonl") == filtered
+    assert len(list((tmp_path / "w2" / "logs").glob("labels-*.jsonl"))) == 2
 
 
 def test_band_filter_drops_problems(tiny_model_dir, tmp_path):
@@ -74,19 +98,31 @@ def test_band_filter_drops_problems(tiny_model_dir, tmp_path):
     assert card["problems"] == 6 and card["problems_kept"] == 0 and card["prefixes"] == 0
 
 
-def test_killed_run_resumes_without_loss_or_duplicates(tiny_model_dir, tmp_path):
+def test_workers_must_come_from_a_factory(tiny_model_dir, tmp_path):
+    engine = HFEngine(tiny_model_dir, batch_size=16)
+    problems, prompts = job_inputs(engine)
+    with pytest.raises(TypeError, match="factory"):
+        build_labels(engine, problems, prompts, CONFIG, tmp_path, workers=2, progress=False)
+    with pytest.raises(ValueError, match="workers"):
+        build_labels(engine, problems, prompts, CONFIG, tmp_path, workers=0, progress=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_killed_run_resumes_without_loss_or_duplicates(tiny_model_dir, tmp_path, workers):
     reference = run_job(tiny_model_dir, tmp_path / "ref")
     out, marker = tmp_path / "killed", tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "label_job.py"), str(tiny_model_dir), str(out),
-                             str(marker)], env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+                             str(marker), str(workers)], env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
     deadline = time.time() + 120
-    while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+    while not logged(out) and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = read(out / "labels.jsonl")
+    partial = logged(out)
     assert 0 < len(partial) < reference["prefixes"], "the kill must land mid-run"
-    run_job(tiny_model_dir, out)
+    time.sleep(1.0)
+    assert len(logged(out)) == len(partial), "workers must die with their parent"
+    run_job(tiny_model_dir, out, workers=workers)
     keys = [(r["problem_id"], r["sample_index"], r["prefix_len"]) for r in read(out / "labels.jsonl")]
     assert len(keys) == len(set(keys)) == reference["prefixes"]
     ref = {(r["problem_id"], r["sample_index"], r["prefix_len"]): r for r in read(tmp_path / "ref" / "labels.jsonl")}
