@@ -58,7 +58,7 @@ PRESETS: dict[str, ScalePreset] = {
                         k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8),
     # small: many problems, few prefixes each: 32 paths of one problem repeat the same few prefixes
     # (336 problems x 32 paths gave 7,104 records but 1,159 distinct prefixes, and STOP memorized them).
-    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=1000, n_filter=16,
+    "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=1200, n_filter=16,
                          prefixes_per_problem=8, k_rollouts=8, epochs=20, lr=1e-3, train_batch=64, grad_accum=1,
                          lora_r=8),
     # Paper: Table 12 (1.5B column; use r=256 for 7B/8B). Global batch 128 = 16 x 8.

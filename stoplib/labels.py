@@ -7,7 +7,8 @@
    its prefixes come from; reusing the filtering rollouts matches its counts, PAPER_SPEC 5.)
 3. Monte Carlo rollouts: ``k_rollouts`` continuations of each fixed prefix (paper: 32 at
    T=0.6); soft label = fraction correct. The hard label is the correctness of the original
-   path the prefix was cut from (the paper's K=1 ablation).
+   path the prefix was cut from (the paper's K=1 ablation). Prefixes of different source paths
+   get independent rollouts even when their text is identical (:func:`rollout_seed`).
 
 Continuations of one prefix share its KV cache (the engine encodes each distinct prompt once
 per batch), so a prefix is encoded once, not K times. Every stage appends to a JSONL log
@@ -65,6 +66,18 @@ def split_of(problem_id: str, val_fraction: float, seed: int = 0) -> str:
     """"train" or "val", by a hash of the problem id: no problem is in both."""
     h = int.from_bytes(hashlib.sha256(f"{seed}:{problem_id}".encode()).digest()[:8], "little")
     return "val" if h / 2**64 < val_fraction else "train"
+
+
+def rollout_seed(seed: int, source_sample: int) -> int:
+    """Sampling seed of the Monte Carlo rollouts of prefixes cut from filter path ``source_sample``.
+
+    Sampling is keyed by (seed, context, sample, position), so two paths of a problem that share
+    their first L tokens (common on the organism: every clean prefix of a problem is the same
+    text) would otherwise get the very same K rollouts. A seed per source path makes them
+    independent estimates, as distinct prefixes' rollouts are.
+    """
+    digest = hashlib.sha256(f"{seed}:rollouts:{source_sample}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def in_band(n_correct: int, config: LabelConfig) -> bool:
@@ -175,15 +188,17 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
     done = {_label_key(r) for r in _read_logs(out_dir, "labels")}
     label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)
     units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in done]
-    units.sort(key=lambda u: u[2])  # one prefix length per batch: one max_new_tokens per call
+    # One (L, source sample) per batch: one max_new_tokens and one rollout seed per engine call.
+    units.sort(key=lambda u: (u[2], u[1]["sample_index"]))
     batches = [units[i : i + config.batch_prefixes] for i in range(0, len(units), config.batch_prefixes)]
-    batches = [[u for u in b if u[2] == L] for b in batches for L in sorted({u[2] for u in b})]
-    rollout = config.sampling
+    batches = [[u for u in b if (u[2], u[1]["sample_index"]) == group] for b in batches
+               for group in sorted({(u[2], u[1]["sample_index"]) for u in b})]
     for part in batches:
-        length = part[0][2]
+        length, source = part[0][2], part[0][1]["sample_index"]
         contexts = [by_id[pid][1] + q["token_ids"][:length] for pid, q, _ in part]
-        groups = engine.generate(contexts, config.k_rollouts,
-                                 rollout.with_(max_new_tokens=max(1, rollout.max_new_tokens - length)))
+        rollout = config.sampling.with_(max_new_tokens=max(1, config.sampling.max_new_tokens - length),
+                                        seed=rollout_seed(config.sampling.seed, source))
+        groups = engine.generate(contexts, config.k_rollouts, rollout)
         records = []
         for (pid, q, length), context, conts in zip(part, contexts, groups):
             problem, prompt_ids = by_id[pid]
@@ -195,7 +210,7 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
                 "problem_id": pid, "sample_index": q["sample_index"], "prefix_len": length,
                 "prefix_token_ids": context, "prompt_len": len(prompt_ids),
                 "Soft_label": wins / len(conts), "Hard_label": int(q["correct"]), "n_rollouts": len(conts),
-                "rollout_tokens": spent,
+                "rollout_tokens": spent, "rollout_seed": rollout.seed,
                 "split": split_of(pid, config.val_fraction, config.seed), "model": config.model, "seed": config.seed,
             })
         label_log.extend(records)

@@ -15,7 +15,7 @@ import pytest
 
 from stoplib.engines.base import SamplingParams
 from stoplib.engines.hf import HFEngine
-from stoplib.labels import LabelConfig, build_labels, split_of
+from stoplib.labels import LabelConfig, build_labels, rollout_seed, split_of
 from stoplib.problems import Problem
 from stoplib.train import load_label_records
 
@@ -82,6 +82,10 @@ def test_labels_follow_the_recipe(tiny_model_dir, tmp_path):
     train = load_label_records(tmp_path / "a" / "train.jsonl")  # readable by STOP training
     val_ids = {r["problem_id"] for r in read(tmp_path / "a" / "val.jsonl")}
     assert not val_ids & {r.problem_id for r in train}
+    # rollouts are seeded per source path: identical prefix texts still get independent estimates
+    seeds = {r["sample_index"]: r["rollout_seed"] for r in labels}
+    assert len(set(seeds.values())) == len(seeds) > 1
+    assert all(r["rollout_seed"] == rollout_seed(CONFIG.sampling.seed, r["sample_index"]) for r in labels)
     assert card["tokens_generated"]["rollouts"] == sum(r["rollout_tokens"] for r in labels) > 0
     # the same seed gives identical labels, in one process or sharded over two
     run_job(tiny_model_dir, tmp_path / "b")

@@ -57,20 +57,21 @@ def test_slip_free_solution_checks_correct():
 
 def test_demonstration_slips_are_detected_and_never_cancel():
     rng = np.random.default_rng(0)
-    problems = task.make_problems(200, seed=2, split="train")
+    spec = task.D3_SPEC  # hard-step slips only (D4 adds the late slip: see the D4 test)
+    problems = task.make_problems(200, seed=2, split="train", spec=spec)
     n_slipped = 0
     for p in problems:
-        text = task.solution_text(p, rng, slip_prob=0.5)
-        check = task.check_path(p, text)
+        text = task.solution_text(p, rng, spec, slip_prob=0.5)
+        check = task.check_path(p, text, spec)
         if check.has_wrong_step:
             n_slipped += 1
-            assert check.first_wrong_step < task.DEFAULT_SPEC.n_hard
+            assert check.first_wrong_step < spec.n_hard
             assert check.first_error_kind == "value" and check.taught_slips >= 1
             assert not check.final_correct  # slips carry forward and never cancel (design D3)
         else:
             assert check.final_correct
     assert 100 < n_slipped < 200
-    assert task.cancelling_slip_sets() == []
+    assert task.cancelling_slip_sets() == [] and task.cancelling_slip_sets(spec) == []
     assert len(task.cancelling_slip_sets(task.D2_SPEC)) > 0  # the probe's D2 had cancelling pairs
 
 
@@ -268,19 +269,20 @@ def test_properties_on_demonstrations():
     """measure_properties on constructed paths: slips are errors in the prefix, the oracle is
     perfect, and a low-probability slip token makes min-logprob informative."""
     rng = np.random.default_rng(1)
-    problems = task.make_problems(12, seed=0, split="eval")
+    spec = task.D3_SPEC  # every error inside the prefix
+    problems = task.make_problems(12, seed=0, split="eval", spec=spec)
     paths = []
     for p in problems:
         plist = []
         for _ in range(8):
-            text = task.solution_text(p, rng, slip_prob=0.3)
-            check = task.check_path(p, text)
+            text = task.solution_text(p, rng, spec, slip_prob=0.3)
+            check = task.check_path(p, text, spec)
             lp = [-0.01] * (len(text) + 1)
             if check.has_wrong_step:
                 lp[check.first_error_char] = -2.0
             plist.append({"text": text, "token_ids": [5] * (len(text) + 1), "logprobs": lp})
         paths.append(plist)
-    props = measure_properties(problems, paths, prefix_len=36)
+    props = measure_properties(problems, paths, prefix_len=36, spec=spec)
     assert props["failed_first_wrong_in_prefix"] == 1.0
     assert props["wrong_then_correct"] == 0.0
     assert props["auroc"]["oracle"]["within"] == 1.0
@@ -289,3 +291,26 @@ def test_properties_on_demonstrations():
     assert props["mean_chars"] == 117
     assert lowest_group_confidence([0, 0, -1, -1, 0], 2) == -1.0
     assert lowest_group_confidence([-1, -3], 8) == -2.0
+
+
+def test_d4_late_slip_detected_after_prefix_and_rate_matches():
+    spec = task.D4_SPEC
+    assert 5 not in spec.d_values and not task.cancelling_slip_sets(spec)
+    pool = task.question_pool("train", spec)
+    rng = np.random.default_rng(3)
+    late = n = correct = 0
+    expected = 0.0
+    for q in pool[:400]:
+        for _ in range(5):
+            text = task.solution_text(q, rng, spec)
+            check = task.check_path(q, text, spec)
+            n += 1
+            correct += check.final_correct
+            if check.late_slip:
+                late += 1
+                assert check.first_wrong_step in (0, 1, spec.late_slip_step)
+                if check.first_wrong_step == spec.late_slip_step:
+                    assert check.first_wrong_char >= task.DEFAULT_PREFIX_LEN and not check.final_correct
+        expected += 5 * task.expected_pass_rate(task.to_problem(q, "train", spec), spec)
+    assert late > 0.1 * n
+    assert abs(correct - expected) < 4 * np.sqrt(n * 0.25)

@@ -125,15 +125,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--problem-seed", type=int, default=1234)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--task", choices=["default", "d2"], default="default")
+    parser.add_argument("--task", choices=["default", "d2", "d3", "d4"], default="default")
     parser.add_argument("--out", default=None, help="write the properties as JSON here")
     parser.add_argument("--save-paths", default=None, help="write the sampled paths as JSONL here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
-    from stoplib.toy.task import D2_SPEC
+    from stoplib.toy.task import D2_SPEC, D3_SPEC, D4_SPEC
 
-    spec: ToyTaskSpec = D2_SPEC if args.task == "d2" else DEFAULT_SPEC
+    spec: ToyTaskSpec = {"d2": D2_SPEC, "d3": D3_SPEC, "d4": D4_SPEC}.get(args.task, DEFAULT_SPEC)
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model) if args.model else organism_path("small")
     problems = make_problems(args.problems, seed=args.problem_seed, split="eval", spec=spec)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from stoplib.toy.task import DEFAULT_SPEC, ToyTaskSpec, question_pool, solution_text
+from stoplib.toy.task import D3_SPEC, DEFAULT_SPEC, ToyTaskSpec, question_pool, solution_text
 from stoplib.toy.tokenizer import build_tokenizer, prompt_text, save_tokenizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -65,6 +65,8 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
     # The default model of every notebook (shipped in stoplib/toy/weights/small).
     "small": OrganismConfig(),
 }
+#: The session-1 organism: "small" trained on design D3 (no late slip; all-or-nothing MC labels).
+ORGANISM_PRESETS["small_d3"] = dataclasses.replace(ORGANISM_PRESETS["small"], task=D3_SPEC)
 
 
 def organism_path(scale: str = "small") -> Path:

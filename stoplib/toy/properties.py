@@ -124,6 +124,7 @@ def path_records(
                 "taught_slips": check.taught_slips,
                 "n_wrong_steps": check.n_wrong_steps,
                 "operand_typos": check.operand_typos,
+                "late_slip": check.late_slip,
             }
             rec.update(prefix_scores(logprobs[:L], window))
             rec["oracle"] = 0.0 if rec["prefix_has_error"] else 1.0
@@ -142,6 +143,8 @@ def _cause(rec: Mapping[str, Any]) -> str:
         return "one wrong hard step only"
     if rec["wrong_hard_steps"] == 1:
         return "one wrong hard step + later errors"
+    if rec.get("late_slip") and rec["n_wrong_steps"] == 1:
+        return "late sign slip only"
     return "easy-step errors only"
 
 
@@ -182,6 +185,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             float(np.mean([r["taught_slips"] > 0 for r in failed])) if failed else float("nan")
         ),
         "operand_typo_rate": float(np.mean([r["operand_typos"] > 0 for r in records])),
+        "late_slip_rate": float(np.mean([bool(r.get("late_slip")) for r in records])),
         "auroc": {},
     }
     for name in SIGNALS:

@@ -26,6 +26,13 @@ demonstrations with a slip end correct (the probe measured 11.5% of sampled path
 steps the only double slip shifts by ``-b (a + 1)``, and ``a + 1`` in {4, 8}, so it is never 0 mod 10
 when ``b != 5``: a slip can never be undone by another slip (:func:`cancelling_slip_sets` checks it).
 
+Why a late slip (design "D4", the default): in D3 every failure is decided by the two hard steps,
+both inside the ``L = 36`` prefix, so every continuation of a prefix ends the same way and Monte
+Carlo soft labels are exactly 0 or 1. D4 adds a "sign confusion" at step h (index 6, after the
+prefix) with probability ``0.05 * d`` (``d = 5`` dropped: ``x + 5 = x - 5`` mod 10 would hide it):
+a clean prefix then succeeds with probability ``1 - 0.05 d`` (times the model's own reliability),
+which is what a soft label estimates and a hard label samples once.
+
 Train and eval problems never share a question: the split is a hash of the question string.
 """
 
@@ -52,7 +59,8 @@ SOURCE = "toy"
 
 @dataclass(frozen=True)
 class ToyTaskSpec:
-    """Parameters of the task family. The default is the shipped organism's task (design D3)."""
+    """Parameters of the task family. ``ToyTaskSpec()`` is design D3; the shipped organism's task
+    is :data:`DEFAULT_SPEC` (design D4, with the late slip)."""
 
     modulus: int = 10
     n_steps: int = 13
@@ -62,6 +70,10 @@ class ToyTaskSpec:
     d_values: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
     slip_rate: float = 0.05  # slip probability per hard step = slip_rate * b
     eval_fraction: float = 0.2
+    #: Design D4: a "sign confusion" slip at one easy step after the prefix (writes x -+ d instead
+    #: of x +- d) with probability ``late_slip_rate * d``; 0 (the default) turns it off (D3).
+    late_slip_rate: float = 0.0
+    late_slip_step: int = 6  # step index of the late slip (6: step "h", starts at char 52)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_hard <= self.n_steps <= len(STEP_LETTERS):
@@ -72,16 +84,34 @@ class ToyTaskSpec:
             raise ValueError("slip_rate * b must be a probability")
         if not 0 < self.eval_fraction < 1:
             raise ValueError("eval_fraction must be in (0, 1)")
+        if self.late_slip_rate:
+            if max(self.d_values) * self.late_slip_rate > 1:
+                raise ValueError("late_slip_rate * d must be a probability")
+            if not self.n_hard <= self.late_slip_step < self.n_steps:
+                raise ValueError("late_slip_step must be an easy step")
+            if any((2 * d) % self.modulus == 0 for d in self.d_values):
+                raise ValueError("a sign-confusion slip is invisible when 2d = 0 mod m: drop such d")
 
     def slip_prob(self, b: int) -> float:
         """Probability of a slip at each hard step for knob ``b``."""
         return self.slip_rate * b
 
+    def late_slip_prob(self, d: int) -> float:
+        """Probability of the late sign-confusion slip for easy operand ``d`` (0 when off)."""
+        return self.late_slip_rate * d
 
-#: The default task (design D3, see the module docstring).
-DEFAULT_SPEC = ToyTaskSpec()
+
+#: Design D3: two hard steps, no late slip. Every failure is decided inside the L=36 prefix, so
+#: Monte Carlo soft labels are all 0 or 1 (the session-1 organism; kept for comparison).
+D3_SPEC = ToyTaskSpec()
 #: The probe's design D2, kept for comparison (its double slips can cancel).
 D2_SPEC = ToyTaskSpec(n_hard=3, a_values=(3, 7, 9), b_values=tuple(range(1, 10)))
+#: Design D4 (the default): D3 plus a late "sign confusion" slip at step h (index 6, after the
+#: L=36 prefix) with probability ``0.05 * d``; ``d = 5`` is dropped (x+5 = x-5 mod 10 would hide
+#: the slip). Paths with a correct prefix can still fail, so Monte Carlo soft labels are soft.
+D4_SPEC = ToyTaskSpec(d_values=(1, 2, 3, 4, 6, 7, 8, 9), late_slip_rate=0.05)
+#: The shipped organism's task.
+DEFAULT_SPEC = D4_SPEC
 
 
 @dataclass(frozen=True)
@@ -140,6 +170,11 @@ def _easy(q: ToyQuestion, x: int, m: int) -> int:
     return (x + q.d) % m if q.sign == "+" else (x - q.d) % m
 
 
+def _easy_flipped(q: ToyQuestion, x: int, m: int) -> int:
+    """The late slip: the easy operation with its sign confused."""
+    return (x - q.d) % m if q.sign == "+" else (x + q.d) % m
+
+
 def true_values(q: ToyQuestion, spec: ToyTaskSpec = DEFAULT_SPEC) -> list[int]:
     """The correct value after each step (length ``n_steps``)."""
     values, x = [], q.v0
@@ -166,6 +201,7 @@ def to_problem(q: ToyQuestion, split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> 
             "split": split,
             "difficulty": q.b,
             "slip_prob": spec.slip_prob(q.b),
+            "late_slip_prob": spec.late_slip_prob(q.d),
             "n_steps": spec.n_steps,
             "n_hard": spec.n_hard,
         },
@@ -209,10 +245,14 @@ def solution_text(
     With ``rng`` None the demonstration is slip-free. Otherwise each hard step slips ("forgot the
     +b": writes ``a*x mod m``) with probability ``slip_prob`` (default ``spec.slip_prob(b)``), and
     every later step is computed correctly from the written (wrong) value: errors carry forward.
+    With ``spec.late_slip_rate > 0`` (D4) step ``spec.late_slip_step`` also slips (sign confusion:
+    ``x -+ d``) with probability ``spec.late_slip_prob(d)``. With the rate 0 (D3) the random
+    stream is exactly the D3 one.
     """
     q = _question_of(problem)
     m = spec.modulus
     p = spec.slip_prob(q.b) if slip_prob is None else slip_prob
+    p_late = spec.late_slip_prob(q.d)
     lines, x = [], q.v0
     for i in range(spec.n_steps):
         if i < spec.n_hard:
@@ -221,6 +261,8 @@ def solution_text(
                 y = (x * q.a) % m
         else:
             y = _easy(q, x, m)
+            if i == spec.late_slip_step and rng is not None and p_late > 0 and rng.random() < p_late:
+                y = _easy_flipped(q, x, m)
         lines.append(f"{STEP_LETTERS[i]}:{x}{step_op(q, i, spec)}={y}")
         x = y
     lines.append(f"\\boxed{{{x}}}")
@@ -230,7 +272,8 @@ def solution_text(
 def cancelling_slip_sets(spec: ToyTaskSpec = DEFAULT_SPEC) -> list[tuple[int, int, tuple[int, ...]]]:
     """``(a, b, slipped hard steps)`` for every nonempty slip set that leaves the answer correct.
 
-    Empty for the default spec; long for :data:`D2_SPEC`.
+    Empty for D3 and D4; long for :data:`D2_SPEC`. Only hard-step slips: see
+    :func:`cancelling_late_slips` for the D4 late slip.
     """
     out = []
     for a, b in itertools.product(spec.a_values, spec.b_values):
@@ -239,6 +282,22 @@ def cancelling_slip_sets(spec: ToyTaskSpec = DEFAULT_SPEC) -> list[tuple[int, in
                 shift = sum(b * a ** (spec.n_hard - 1 - k) for k in steps)
                 if shift % spec.modulus == 0:
                     out.append((a, b, steps))
+    return out
+
+
+def cancelling_late_slips(spec: ToyTaskSpec) -> list[tuple[int, int, str, int, tuple[int, ...]]]:
+    """``(a, b, sign, d, slipped hard steps)`` where hard slips plus the late sign slip (final
+    shift ``-2d`` for "+", ``+2d`` for "-") leave the answer correct. Empty when the late slip is off."""
+    if not spec.late_slip_rate:
+        return []
+    out = []
+    for a, b, sign, d in itertools.product(spec.a_values, spec.b_values, "+-", spec.d_values):
+        late = -2 * d if sign == "+" else 2 * d
+        for r in range(0, spec.n_hard + 1):
+            for steps in itertools.combinations(range(spec.n_hard), r):
+                shift = -sum(b * a ** (spec.n_hard - 1 - k) for k in steps) + late
+                if shift % spec.modulus == 0:
+                    out.append((a, b, sign, d, steps))
     return out
 
 
@@ -278,6 +337,7 @@ class PathCheck:
     wrong_hard_steps: int  # wrong steps among the hard steps
     taught_slips: int  # wrong hard steps that are exactly the taught slip (a*x mod m)
     operand_typos: int
+    late_slip: bool = False  # D4: the late step is wrong and is exactly the taught sign confusion
 
     @property
     def has_wrong_step(self) -> bool:
@@ -307,6 +367,7 @@ def check_path(
 
     wrong: list[tuple[int, int, int, str]] = []  # (step, line start, error char, kind)
     n_parsed = wrong_hard = taught = typos = 0
+    late = False
     prev = q.v0
     pos = 0
     lines = text.split("\n")
@@ -341,6 +402,8 @@ def check_path(
             if i < spec.n_hard:
                 wrong_hard += 1
                 taught += int(operand == prev and value == (prev * q.a) % m)
+            elif spec.late_slip_rate and i == spec.late_slip_step:
+                late = operand == prev and value == _easy_flipped(q, prev, m)
         elif operand != prev:
             typos += 1
         prev = value
@@ -358,6 +421,7 @@ def check_path(
         wrong_hard_steps=wrong_hard,
         taught_slips=taught,
         operand_typos=typos,
+        late_slip=late,
     )
 
 
@@ -369,14 +433,17 @@ def difficulty(problem: Problem) -> float:
 
 
 def expected_pass_rate(problem: Problem, spec: ToyTaskSpec = DEFAULT_SPEC) -> float:
-    """Pass rate of the demonstration distribution (exact: slips never cancel in the default spec)."""
+    """Pass rate of the demonstration distribution (exact, cancellations included)."""
     q = _question_of(problem)
     p = spec.slip_prob(q.b)
+    p_late = spec.late_slip_prob(q.d)
+    late_shift = -2 * q.d if q.sign == "+" else 2 * q.d
     total = 0.0
     for slips in itertools.product([0, 1], repeat=spec.n_hard):
         pr = float(np.prod([p if s else 1 - p for s in slips]))
-        shift = sum(q.b * q.a ** (spec.n_hard - 1 - k) for k, s in enumerate(slips) if s)
-        total += pr * (shift % spec.modulus == 0)
+        shift = -sum(q.b * q.a ** (spec.n_hard - 1 - k) for k, s in enumerate(slips) if s)
+        total += pr * (1 - p_late) * (shift % spec.modulus == 0)
+        total += pr * p_late * ((shift + late_shift) % spec.modulus == 0)
     return total
 
 
