@@ -50,17 +50,18 @@ class ScalePreset:
     train_batch: int
     grad_accum: int
     lora_r: int
+    stop_seeds: int = 1  # STOP initializations compared in notebook 03 (the first is the main run)
 
 
 PRESETS: dict[str, ScalePreset] = {
     "tiny": ScalePreset(n_paths=8, keep=2, n_eval_problems=8, batch_size=512, n_train_problems=12, n_filter=8,
                         prefixes_per_problem=None,
-                        k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8),
+                        k_rollouts=4, epochs=2, lr=1e-3, train_batch=32, grad_accum=1, lora_r=8, stop_seeds=2),
     # small: many problems, few prefixes each: 32 paths of one problem repeat the same few prefixes
     # (336 problems x 32 paths gave 7,104 records but 1,159 distinct prefixes, and STOP memorized them).
     "small": ScalePreset(n_paths=64, keep=8, n_eval_problems=64, batch_size=4096, n_train_problems=1200, n_filter=16,
                          prefixes_per_problem=8, k_rollouts=8, epochs=20, lr=1e-3, train_batch=64, grad_accum=1,
-                         lora_r=8),
+                         lora_r=8, stop_seeds=3),
     # Paper: Table 12 (1.5B column; use r=256 for 7B/8B). Global batch 128 = 16 x 8.
     "paper": ScalePreset(n_paths=64, keep=8, n_eval_problems=0, batch_size=64, n_train_problems=0, n_filter=32,
                          prefixes_per_problem=None,
@@ -126,6 +127,7 @@ class RunConfig:
     train: TrainConfig
     chat_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     workers: int = 1  # processes for dataset construction; changes speed, never results
+    stop_seeds: int = 1  # STOP initialization seeds compared in notebook 03 (seed, seed+1, ...)
 
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +172,7 @@ def resolve(
         batch_size=preset.batch_size, sampling=sampling, benchmark="toy" if toy else "aime_2024",
         train_problems="toy" if toy else None, n_train_problems=preset.n_train_problems,
         labels=labels, stop=stop, train=train, chat_kwargs=dict(defaults.chat_kwargs),
-        workers=default_workers(model, engine, scale),
+        workers=default_workers(model, engine, scale), stop_seeds=preset.stop_seeds,
     )
     unknown = set(overrides) - set(RunConfig.__dataclass_fields__)
     if unknown:
