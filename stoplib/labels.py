@@ -248,10 +248,7 @@ def _run_workers(factory: Callable[[], Engine], todo: list[tuple[Problem, list[i
         for proc in procs:
             proc.start()
         while any(proc.is_alive() for proc in procs):
-            failed = [proc for proc in procs if proc.exitcode not in (None, 0)]
-            if failed:
-                raise RuntimeError(f"label worker {failed[0].name} exited with code {failed[0].exitcode}; "
-                                   "its records so far are kept, rerun to continue")
+            _raise_if_failed(procs)
             time.sleep(1.0)
             totals = {"filter": 0, "rollouts": 0}
             for path in (out_dir / "logs").glob("status-*.json"):
@@ -261,15 +258,20 @@ def _run_workers(factory: Callable[[], Engine], todo: list[tuple[Problem, list[i
                 except (OSError, ValueError):
                     pass
             bar(f"{workers} workers: {totals['filter'] + totals['rollouts']:,} tokens")
-        failed = [proc for proc in procs if proc.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"label worker {failed[0].name} exited with code {failed[0].exitcode}; "
-                               "its records so far are kept, rerun to continue")
+        _raise_if_failed(procs)
     finally:
         for proc in procs:
             if proc.is_alive():
                 proc.kill()
             proc.join()
+
+
+def _raise_if_failed(procs: Sequence[Any]) -> None:
+    """RuntimeError naming the first worker that exited with an error (the others are killed)."""
+    for proc in procs:
+        if proc.exitcode not in (None, 0):
+            raise RuntimeError(f"label worker {proc.name} exited with code {proc.exitcode}; "
+                               "the records it wrote are kept: rerun to continue")
 
 
 def _die_with_parent() -> None:
