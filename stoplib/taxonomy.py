@@ -107,27 +107,29 @@ def auroc_table(bank: Bank, scores: dict[str, list[np.ndarray]], n: int) -> pd.D
 
 
 def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, k: int, prefix_len: int,
-                progress: bool = False) -> pd.DataFrame:
-    """STOP trained from several initialization seeds on the same labels, each replayed on the bank.
+                variants: Sequence[str] = ("stop",), progress: bool = False) -> pd.DataFrame:
+    """STOP variants trained from several initialization seeds on the same labels, each replayed
+    on the bank; one row per (variant, seed).
 
     Only ``config.train.seed`` changes (the LoRA, [STOP] embedding and head initialization and
     the batch order); labels, bank and everything else stay fixed, so the spread is the
-    training's own variance. Each seed's checkpoint is cached in the store like any STOP run.
+    training's own variance. Each checkpoint is cached in the store like any STOP run.
     """
     from dataclasses import replace
 
     from . import stages
 
     rows = []
-    for seed in seeds:
-        seeded = replace(config, train=replace(config.train, seed=int(seed)))
-        _, summary = stages.stop_stage(seeded, "stop", progress=progress)
-        best = summary["history"][summary["best_epoch"] - 1]
-        scores = score_bank(bank, make_signal("stop", scorer=stages.load_stop(seeded, "stop")), prefix_len, n=n)
-        result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
-        rows.append({"init_seed": int(seed), "best_epoch": summary["best_epoch"],
-                     "val_within_auroc": best.get("val_within_auroc", np.nan), "val_mse": best["val_mse"],
-                     "accuracy": result.avg_kept, "cons": result.cons,
-                     "auroc_within": signal_auroc(bank, scores, n=n).within})
+    for variant in variants:
+        for seed in seeds:
+            seeded = replace(config, train=replace(config.train, seed=int(seed)))
+            _, summary = stages.stop_stage(seeded, variant, progress=progress)
+            best = summary["history"][summary["best_epoch"] - 1]
+            scorer = stages.load_stop(seeded, variant)
+            scores = score_bank(bank, make_signal("stop", scorer=scorer), prefix_len, n=n)
+            result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
+            rows.append({"variant": variant, "init_seed": int(seed), "best_epoch": summary["best_epoch"],
+                         "val_within_auroc": best.get("val_within_auroc", np.nan), "val_mse": best["val_mse"],
+                         "accuracy": result.avg_kept, "cons": result.cons,
+                         "auroc_within": signal_auroc(bank, scores, n=n).within})
     return pd.DataFrame(rows)
-
