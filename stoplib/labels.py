@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any, Callable, Sequence, Union
 
 from .engines.base import Engine, SamplingParams
 from .grading import grade
+from .parallel import run_in_processes
 from .problems import Problem
 from .store import JsonlLog, atomic_write_json, atomic_write_text, read_jsonl
 
@@ -223,12 +222,8 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
 
 
 def _worker_main(factory: Callable[[], Engine], todo: list[tuple[Problem, list[int]]], config: LabelConfig,
-                 out_dir: Path, worker: int, workers: int) -> None:
-    """Entry point of a spawned worker: dies with its parent, shares the cores, reports tokens."""
-    _die_with_parent()
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))  # the factory may lower it
+                 out_dir: Path, worker: int) -> None:
+    """One spawned worker: builds its engine, does its shard, reports tokens to a JSON file."""
     status = out_dir / "logs" / f"status-{worker}.json"
     _construct(factory(), todo, config, out_dir, worker, lambda message: None,
                report=lambda tokens: atomic_write_json(status, tokens))
@@ -237,54 +232,21 @@ def _worker_main(factory: Callable[[], Engine], todo: list[tuple[Problem, list[i
 def _run_workers(factory: Callable[[], Engine], todo: list[tuple[Problem, list[int]]], config: LabelConfig,
                  out_dir: Path, workers: int, bar: Callable[[str], None]) -> None:
     """Shard ``todo`` round-robin over spawned processes; wait, showing their summed progress."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
     for old in (out_dir / "logs").glob("status-*.json"):
         old.unlink()
-    procs = [context.Process(target=_worker_main, args=(factory, todo[w::workers], config, out_dir, w, workers),
-                             name=f"labels-{w}", daemon=True) for w in range(workers)]
-    try:
-        for proc in procs:
-            proc.start()
-        while any(proc.is_alive() for proc in procs):
-            _raise_if_failed(procs)
-            time.sleep(1.0)
-            totals = {"filter": 0, "rollouts": 0}
-            for path in (out_dir / "logs").glob("status-*.json"):
-                try:
-                    for k, v in json.loads(path.read_text()).items():
-                        totals[k] = totals.get(k, 0) + v
-                except (OSError, ValueError):
-                    pass
-            bar(f"{workers} workers: {totals['filter'] + totals['rollouts']:,} tokens")
-        _raise_if_failed(procs)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
 
+    def show_progress() -> None:
+        totals = {"filter": 0, "rollouts": 0}
+        for path in (out_dir / "logs").glob("status-*.json"):
+            try:
+                for k, v in json.loads(path.read_text()).items():
+                    totals[k] = totals.get(k, 0) + v
+            except (OSError, ValueError):
+                pass  # being replaced right now
+        bar(f"{workers} workers: {totals['filter'] + totals['rollouts']:,} tokens")
 
-def _raise_if_failed(procs: Sequence[Any]) -> None:
-    """RuntimeError naming the first worker that exited with an error (the others are killed)."""
-    for proc in procs:
-        if proc.exitcode not in (None, 0):
-            raise RuntimeError(f"label worker {proc.name} exited with code {proc.exitcode}; "
-                               "the records it wrote are kept: rerun to continue")
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphan keeps writing logs)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # not Linux: the parent kills its workers on any exception it sees
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
+    jobs = [(factory, todo[w::workers], config, out_dir, w) for w in range(workers)]
+    run_in_processes(_worker_main, jobs, workers, on_tick=show_progress)
 
 
 def write_card(out_dir: Path, config: LabelConfig, problem_order: Sequence[str], seconds: float) -> dict[str, Any]:

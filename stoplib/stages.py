@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -126,7 +126,7 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
     """Train (or load) a STOP variant on the labels; returns (best checkpoint dir, summary)."""
     labels_dir, _ = labels_stage(config, progress=progress)
     stop, train = variant_configs(config, variant)
-    directory = Store(config.results_root).run_dir("stop", {"labels": labels_key(config), "stop": stop, "train": train})
+    directory = _trained_dir(config, variant)
     _fresh(directory, force)
     if (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
@@ -174,12 +174,11 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
 # ---------------------------------------------------------------- Type II verifier
 def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) the external text verifier on the same labels as STOP (Type II-retrain)."""
-    from .signals.type2 import TextVerifier, VerifierConfig, train_verifier
+    from .signals.type2 import TextVerifier, train_verifier
 
     labels_dir, _ = labels_stage(config, progress=progress)
-    vconfig = VerifierConfig(lora_r=config.stop.lora_r, lora_alpha=config.stop.lora_alpha, base_model=config.model_path)
-    directory = Store(config.results_root).run_dir(
-        "verifier", {"labels": labels_key(config), "verifier": vconfig, "train": config.train})
+    vconfig = verifier_config(config)
+    directory = _trained_dir(config, "verifier")
     _fresh(directory, force)
     if (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
@@ -195,3 +194,63 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
     summary = {"best_epoch": result.best_epoch, "history": result.history}
     atomic_write_json(directory / "summary.json", summary)
     return directory / "best", summary
+
+
+def verifier_config(config: RunConfig) -> Any:
+    from .signals.type2 import VerifierConfig
+
+    return VerifierConfig(lora_r=config.stop.lora_r, lora_alpha=config.stop.lora_alpha, base_model=config.model_path)
+
+
+# ---------------------------------------------------------------- several trainings at once
+TRAINABLE = VARIANTS + ("verifier",)
+
+
+def _trained_dir(config: RunConfig, what: str) -> Path:
+    """Store directory of a STOP variant or of the verifier (created if missing)."""
+    if what == "verifier":
+        key = {"labels": labels_key(config), "verifier": verifier_config(config), "train": config.train}
+        return Store(config.results_root).run_dir("verifier", key)
+    stop, train = variant_configs(config, what)
+    return Store(config.results_root).run_dir("stop", {"labels": labels_key(config), "stop": stop, "train": train})
+
+
+def is_trained(config: RunConfig, what: str) -> bool:
+    """Whether the store already holds the finished training of ``what`` (a variant or "verifier")."""
+    return (_trained_dir(config, what) / "summary.json").exists()
+
+
+def _train(config: RunConfig, what: str) -> None:
+    if what == "verifier":
+        verifier_stage(config, progress=False)
+    else:
+        stop_stage(config, what, progress=False)
+
+
+def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = None) -> list[tuple[RunConfig, str]]:
+    """Train STOP variants and/or the verifier (``what`` in :data:`TRAINABLE`), several at once.
+
+    Each job is an ordinary cached stage run in its own single-threaded process (the organism
+    gains nothing from more threads, so two trainings on two cores take the time of one);
+    finished ones are skipped. The labels are built first, in this process. ``workers``
+    defaults to the first config's ``workers`` (2 for the organism on CPU, 1 elsewhere, where
+    the jobs then run one after another in this process). Returns the jobs that were run.
+    """
+    for _, what in jobs:
+        if what not in TRAINABLE:
+            raise ValueError(f"unknown training {what!r}; choose from {TRAINABLE}")
+    todo = [(config, what) for config, what in jobs if not is_trained(config, what)]
+    if not todo:
+        return []
+    distinct = {str(Store(c.results_root).run_dir("labels", labels_key(c))): c for c, _ in todo}
+    for config in distinct.values():  # before the workers, which would otherwise race to build them
+        labels_stage(config, progress=False)
+    workers = workers or todo[0][0].workers
+    if workers <= 1 or len(todo) == 1:
+        for config, what in todo:
+            _train(config, what)
+    else:
+        from .parallel import run_in_processes
+
+        run_in_processes(_train, todo, workers, threads=1 if todo[0][0].model == "toy" else None)
+    return todo

@@ -106,6 +106,26 @@ def auroc_table(bank: Bank, scores: dict[str, list[np.ndarray]], n: int) -> pd.D
     return pd.DataFrame(rows)
 
 
+def seeded(config: RunConfig, seed: int) -> RunConfig:
+    """``config`` with another training (initialization) seed; labels and bank unchanged."""
+    from dataclasses import replace
+
+    return replace(config, train=replace(config.train, seed=int(seed)))
+
+
+def spread_seeds(config: RunConfig) -> list[int]:
+    """The initialization seeds of the seed spread: the run's own seed, then the next ones."""
+    return [config.train.seed + i for i in range(config.stop_seeds)]
+
+
+def training_jobs(config: RunConfig, spread_variants: Sequence[str] = ("stop", "hard")) -> list[tuple[RunConfig, str]]:
+    """Every training notebook 03 needs, longest first: for :func:`stoplib.stages.train_parallel`."""
+    from .stages import VARIANTS
+
+    jobs = [(config, "verifier")] + [(config, variant) for variant in VARIANTS]
+    return jobs + [(seeded(config, s), v) for v in spread_variants for s in spread_seeds(config)[1:]]
+
+
 def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, k: int, prefix_len: int,
                 variants: Sequence[str] = ("stop",), progress: bool = False) -> pd.DataFrame:
     """STOP variants trained from several initialization seeds on the same labels, each replayed
@@ -115,18 +135,15 @@ def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, 
     the batch order); labels, bank and everything else stay fixed, so the spread is the
     training's own variance. Each checkpoint is cached in the store like any STOP run.
     """
-    from dataclasses import replace
-
     from . import stages
 
     rows = []
     for variant in variants:
         for seed in seeds:
-            seeded = replace(config, train=replace(config.train, seed=int(seed)))
-            _, summary = stages.stop_stage(seeded, variant, progress=progress)
+            run = seeded(config, seed)
+            _, summary = stages.stop_stage(run, variant, progress=progress)
             best = summary["history"][summary["best_epoch"] - 1]
-            scorer = stages.load_stop(seeded, variant)
-            scores = score_bank(bank, make_signal("stop", scorer=scorer), prefix_len, n=n)
+            scores = score_bank(bank, make_signal("stop", scorer=stages.load_stop(run, variant)), prefix_len, n=n)
             result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
             rows.append({"variant": variant, "init_seed": int(seed), "best_epoch": summary["best_epoch"],
                          "val_within_auroc": best.get("val_within_auroc", np.nan), "val_mse": best["val_mse"],
