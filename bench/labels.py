@@ -5,7 +5,7 @@ two temporary directories: in-process (one single-threaded engine) and sharded o
 spawned processes. Prints tokens/s of each, the speed-up, and checks that both runs wrote
 identical labels (sampling is keyed by seed, prompt, sample and position, not by the sharding).
 
-    python bench/labels.py [--problems 160] [--workers 2]
+    python bench/labels.py [--problems 400] [--workers 2]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from stoplib.store import read_jsonl  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", type=int, default=160)
+    parser.add_argument("--problems", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     config = replace(resolve("small"), n_train_problems=args.problems)
