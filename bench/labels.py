@@ -35,7 +35,7 @@ def main() -> None:
     config = replace(resolve("small"), n_train_problems=args.problems)
     problems = stages.train_problems(config)
     engine = stages.engine_for(config)  # one thread for the organism
-    prompts = stages.prompts_for(problems, engine, config)
+    prompts = stages.prompts_for(problems, engine.tokenizer, config)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, source, workers in (("1 process", engine, 1),

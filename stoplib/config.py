@@ -14,7 +14,6 @@ Scales:
 from __future__ import annotations
 
 import os
-
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -128,7 +127,6 @@ class RunConfig:
     chat_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     workers: int = 1  # processes for dataset construction; changes speed, never results
     stop_seeds: int = 1  # STOP initialization seeds compared in notebook 03 (seed, seed+1, ...)
-
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

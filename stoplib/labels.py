@@ -20,6 +20,7 @@ stopped with no lost and no duplicated records. Records use the authors' release
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -139,6 +140,11 @@ def _label_key(record: dict) -> str:
     return f"{record['problem_id']}|{record['sample_index']}|{record['prefix_len']}"
 
 
+def _group(unit: tuple[str, dict, int]) -> tuple[int, int]:
+    """Rollout units batched together share (prefix length, source sample)."""
+    return unit[2], unit[1]["sample_index"]
+
+
 def _read_logs(out_dir: Path, name: str) -> list[dict]:
     """The committed records of every worker's ``logs/<name>-<i>.jsonl``."""
     return [r for path in sorted((out_dir / "logs").glob(f"{name}-*.jsonl")) for r in read_jsonl(path)]
@@ -188,10 +194,10 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
     label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)
     units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in done]
     # One (L, source sample) per batch: one max_new_tokens and one rollout seed per engine call.
-    units.sort(key=lambda u: (u[2], u[1]["sample_index"]))
-    batches = [units[i : i + config.batch_prefixes] for i in range(0, len(units), config.batch_prefixes)]
-    batches = [[u for u in b if (u[2], u[1]["sample_index"]) == group] for b in batches
-               for group in sorted({(u[2], u[1]["sample_index"]) for u in b})]
+    batches = []
+    for _, group in itertools.groupby(sorted(units, key=_group), key=_group):
+        group = list(group)
+        batches += [group[i : i + config.batch_prefixes] for i in range(0, len(group), config.batch_prefixes)]
     for part in batches:
         length, source = part[0][2], part[0][1]["sample_index"]
         contexts = [by_id[pid][1] + q["token_ids"][:length] for pid, q, _ in part]

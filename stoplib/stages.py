@@ -64,8 +64,8 @@ def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
     return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
 
 
-def prompts_for(problems: list[Problem], engine: Engine, config: RunConfig) -> list[list[int]]:
-    return [build_prompt_ids(p, engine.tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
+def prompts_for(problems: list[Problem], tokenizer: Any, config: RunConfig) -> list[list[int]]:
+    return [build_prompt_ids(p, tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
 
 
 def _fresh(directory: Path, force: bool) -> None:
@@ -100,9 +100,9 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
     else:
         source = engine or engine_for(config)
         tokenizer = source.tokenizer
-    prompts = [build_prompt_ids(p, tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
     workers = config.workers if engine is None else 1
-    card = build_labels(source, problems, prompts, labels, directory, workers=workers, progress=progress)
+    card = build_labels(source, problems, prompts_for(problems, tokenizer, config), labels, directory,
+                        workers=workers, progress=progress)
     card["complete"] = True
     atomic_write_json(card_path, card)
     return directory, card
@@ -165,7 +165,7 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
     if (directory / "complete.json").exists():
         return load_bank(directory, problems)
     engine = engine or engine_for(config)
-    bank = build_bank(engine, problems, prompts_for(problems, engine, config), config.n_paths, config.sampling,
+    bank = build_bank(engine, problems, prompts_for(problems, engine.tokenizer, config), config.n_paths, config.sampling,
                       directory, problems_per_call=max(1, config.batch_size // config.n_paths), progress=progress)
     atomic_write_json(directory / "complete.json", {"problems": len(problems)})
     return bank
