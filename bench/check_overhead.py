@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from stoplib.config import model_defaults  # noqa: E402
+from stoplib.config import resolve  # noqa: E402
 from stoplib.engines.base import SamplingParams  # noqa: E402
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer  # noqa: E402
 from stoplib.stop import StopConfig, StopScorer  # noqa: E402
@@ -35,9 +35,10 @@ def main() -> None:
     parser.add_argument("--lengths", default="32,64,128,256")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    path = model_defaults(args.model, "small").path
-    if args.model == "toy":
-        torch.set_num_threads(1)  # the organism is too small to gain from threads
+    config = resolve("small", args.model)
+    path = config.model_path
+    if config.threads:
+        torch.set_num_threads(config.threads)  # the organism is too small to gain from threads
     model, tok = load_model_and_tokenizer(path)
     engine = HFEngine(model, tok, batch_size=args.paths)
     engine.eos_ids = {-1}  # every path runs to L

@@ -73,22 +73,25 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     return [tokenizer.decode([int(t)]) for t in ids]
 
 
-def categorize_toy(tokens: Sequence[str], prompt_len: int) -> list[str]:
-    """Category of each position of an organism sequence (prompt + path + [STOP]s)."""
+def categorize_steps(tokens: Sequence[str], prompt_len: int) -> list[str]:
+    """Category of each position of a step-by-step arithmetic sequence (the organism's chained
+    arithmetic, or the arithmetic word problems): prompt, digit, operator, step label /
+    separator, the answer line, other."""
     labels, in_answer = [], False
     text_so_far = ""
     for i, tok in enumerate(tokens):
         text_so_far += tok
+        word = tok.strip()
         if i < prompt_len:
             labels.append("prompt")
-        elif in_answer or text_so_far.endswith("\\boxed{") or tok == "\\":
+        elif in_answer or text_so_far.endswith("\\boxed{") or word == "\\" or word.lower() == "answer":
             in_answer = True
             labels.append("answer")
-        elif tok.isdigit():
+        elif word.isdigit():
             labels.append("digit")
-        elif tok in ("*", "+", "-", "="):
+        elif word in ("*", "+", "-", "="):
             labels.append("operator")
-        elif tok in ("\n", ":") or (len(tok) == 1 and tok.isalpha()):
+        elif word in ("", ":") or (len(word) == 1 and word.isalpha()):
             labels.append("step label / separator")
         else:
             labels.append("other")
@@ -144,12 +147,16 @@ def attention_records(scorer: StopScorer, bank: Any, tokenizer: Any, prefix_len:
 
     Each record: problem id, sample index, score, path correctness, key-position weights over
     prompt + prefix (the [STOP] positions dropped and the rest renormalized), token strings,
-    categories, and for organism paths the span of the step line holding the prefix's first
-    error (None if the prefix has none) or, for clean prefixes, the span of each step line.
+    categories, and for problems of a generated task with a step checker (:mod:`stoplib.tasks`)
+    the token span of the step line holding the prefix's first error (None if the prefix has
+    none) and the spans of every step line.
     """
-    toy = all(bp.problem.kind == "toy" for bp in bank.problems)
+    from .tasks import task_of
+
     records = []
     for bp in bank.problems:
+        task = task_of(bp.problem)
+        checker = task.check_path if task is not None else None
         for path, correct in list(zip(bp.paths, bp.correct))[:paths_per_problem]:
             prefix = path.prefix(prefix_len)
             if prefix.finished:
@@ -160,27 +167,38 @@ def attention_records(scorer: StopScorer, bank: Any, tokenizer: Any, prefix_len:
             weights = weights / weights.sum()
             tokens = token_strings(tokenizer, seq)
             prompt_len = len(prefix.prompt_ids)
-            labels = categorize_toy(tokens, prompt_len) if toy else categorize_text(tokens, prompt_len)
+            labels = categorize_steps(tokens, prompt_len) if checker else categorize_text(tokens, prompt_len)
             rec = {"problem": bp.problem.id, "sample_index": path.sample_index, "score": score, "correct": bool(correct),
                    "weights": weights, "tokens": tokens, "labels": labels, "prompt_len": prompt_len,
                    "error_span": None, "step_spans": []}
-            if toy:
-                rec.update(_toy_spans(bp.problem, tokenizer.decode(prefix.token_ids, skip_special_tokens=True), prompt_len))
+            if checker:
+                rec.update(step_spans(bp.problem, tokens[prompt_len:], prompt_len, checker))
             records.append(rec)
     return records
 
 
-def _toy_spans(problem: Any, text: str, prompt_len: int) -> dict[str, Any]:
-    from .toy.task import check_path
+def step_spans(problem: Any, tokens: Sequence[str], offset: int, check_path: Any) -> dict[str, Any]:
+    """Token spans of the step lines of a generated prefix (token strings ``tokens``, positioned
+    after ``offset`` prompt tokens), and the span and index of the line with the first error."""
+    text = "".join(tokens)
+    ends = np.cumsum([len(t) for t in tokens])  # character offset where each token ends
+
+    def token_at(char: int) -> int:  # the token holding character ``char``
+        return int(np.searchsorted(ends, char, side="right"))
 
     starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
-    spans = [(prompt_len + s, prompt_len + (text.find("\n", s) if text.find("\n", s) >= 0 else len(text)))
-             for s in starts if s < len(text)]
+    spans = []
+    for s in starts:
+        if s >= len(text):
+            continue
+        end = text.find("\n", s)
+        first, last = token_at(s), token_at((end if end >= 0 else len(text)) - 1) + 1
+        spans.append((offset + first, offset + max(last, first + 1)))
     err = check_path(problem, text).first_error_char
     error_span, error_step = None, None
-    if err is not None and err < len(text):
-        error_step = max(i for i, s in enumerate(starts) if s <= err)
-        error_span = spans[error_step] if error_step < len(spans) else None
+    if err is not None and err < len(text) and spans:
+        error_step = max(i for i, s in enumerate(starts[: len(spans)]) if s <= err)
+        error_span = spans[error_step]
     return {"error_span": error_span, "error_step": error_step, "step_spans": spans}
 
 

@@ -1,15 +1,18 @@
 """`stoplib ...`: headless runs with the same store and configs as the notebooks.
 
-    stoplib reproduce [--scale small] [--only 00]   run the notebook suite with papermill
+    stoplib reproduce [--scale small] [--model toy] [--engine hf] [--only 00]
+                                                     run the notebook suite with papermill
     stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism
     stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
     stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
     stoplib bank                                     the rollout bank of the evaluation problems
+    stoplib models                                   the model presets
     stoplib info                                     provenance: versions, device, commit
 
 label / train / bank use the same store and configs as the notebooks (results/<stage>/<hash>/) and
 resume after an interruption; options: --scale, --model, --engine, --seed, --results-root,
---train-problems.
+--benchmark, --train-problems. --model takes a preset name (toy, smollm2-135m, ...), a local
+model directory or a Hugging Face id.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ def run_notebooks(
     extra: dict | None = None,
     log_output: bool = False,
 ) -> list[Path]:
-    """Execute notebooks with papermill; executed copies go to ``results_root/notebooks/``."""
+    """Execute notebooks with papermill; executed copies go to ``results_root/notebooks/<run>/``."""
     import papermill as pm
+
+    from .config import run_name
 
     root = repo_root()
     results_root, figures_dir = Path(results_root), Path(figures_dir)
@@ -52,11 +57,12 @@ def run_notebooks(
         results_root = root / results_root
     if not figures_dir.is_absolute():
         figures_dir = root / figures_dir
-    out_dir = results_root / "notebooks"
+    extra = dict(extra or {})
+    out_dir = results_root / "notebooks" / run_name(extra.get("model", "toy"), extra.get("engine", "hf"))
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = []
     for nb in notebook_paths(only):
-        params = dict(scale=scale, results_root=str(results_root), figures_dir=str(figures_dir), **(extra or {}))
+        params = dict(scale=scale, results_root=str(results_root), figures_dir=str(figures_dir), **extra)
         out = out_dir / nb.name
         start = time.time()
         print(f"[stoplib] running {nb.name} (scale={scale}) ...", flush=True)
@@ -68,7 +74,23 @@ def run_notebooks(
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
-    run_notebooks(args.scale, results_root=args.results_root, figures_dir=args.figures_dir, only=args.only)
+    from .config import resolve
+
+    resolve(args.scale, args.model, args.engine, results_root=str(_absolute(args.results_root)))  # fail fast
+    run_notebooks(args.scale, results_root=args.results_root, figures_dir=args.figures_dir, only=args.only,
+                  extra={"model": args.model, "engine": args.engine})
+
+
+def _absolute(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else repo_root() / path
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from .presets import PRESETS
+
+    for name, preset in PRESETS.items():
+        print(f"{name:45s} {preset.description}")
 
 
 def _cmd_toy(args: argparse.Namespace) -> None:
@@ -85,7 +107,7 @@ def _cmd_toy(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace):
     from .config import resolve
 
-    overrides: dict = {"train_problems": args.train_problems} if getattr(args, "train_problems", None) else {}
+    overrides: dict = {name: getattr(args, name) for name in ("benchmark", "train_problems") if getattr(args, name, None)}
     if getattr(args, "workers", None):
         overrides["workers"] = args.workers
     return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
@@ -127,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rep = sub.add_parser("reproduce", help="run the notebook suite with papermill")
     rep.add_argument("--scale", choices=SCALES, default="small")
+    rep.add_argument("--model", default="toy", help="a preset (toy, smollm2-135m, ...), a model directory or a hub id")
+    rep.add_argument("--engine", choices=("hf", "vllm"), default="hf")
     rep.add_argument("--results-root", default="results")
     rep.add_argument("--figures-dir", default="figures")
     rep.add_argument("--only", nargs="*", help="notebook number prefixes, e.g. 00 03")
@@ -143,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
                                   ("bank", _cmd_bank, "generate the rollout bank")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--scale", choices=SCALES, default="small")
-        p.add_argument("--model", default="toy", help='"toy" or a Hugging Face id / local path')
+        p.add_argument("--model", default="toy", help="a preset (toy, smollm2-135m, ...), a model directory or a hub id")
         p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--results-root", default="results")
-        p.add_argument("--train-problems", default=None, help="file of problems to label (default: toy problems)")
+        p.add_argument("--benchmark", default=None, help="evaluation problems: a generated task, benchmark or file "
+                       "(default: the model preset's)")
+        p.add_argument("--train-problems", default=None, help="problems to label: a generated task or a file "
+                       "(default: the model preset's)")
         p.add_argument("--force", action="store_true", help="recompute even if the store has it")
         p.add_argument("--quiet", action="store_true")
         if name == "label":
@@ -156,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         if name == "train":
             p.add_argument("--variant", choices=("stop", "probe", "hard"), default="stop")
         p.set_defaults(func=func)
+
+    models = sub.add_parser("models", help="list the model presets")
+    models.set_defaults(func=_cmd_models)
 
     info = sub.add_parser("info", help="print provenance (versions, device, git commit)")
     info.set_defaults(func=_cmd_info)

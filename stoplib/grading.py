@@ -1,4 +1,12 @@
-"""Answer extraction and equivalence: math (math-verify), multiple choice (letters), toy (exact).
+"""Answer extraction and equivalence per problem kind.
+
+- ``math``: the last ``\\boxed{...}``, compared with math-verify;
+- ``multiple_choice``: the chosen letter;
+- ``integer``: the last "answer is N" (else the last ``\\boxed{N}``), compared as integers;
+- ``toy``: the organism's last ``\\boxed{...}``, compared exactly.
+
+An empty box is no answer. Votes group answers by the same equivalence (:func:`answer_key`):
+"033", "33" and "33." are one answer, as are ``\\frac{1}{2}`` and ``0.5`` for math.
 
 Math answers are compared with math-verify, gold first: ``verify(parse(gold), parse(pred))``.
 Both strings are wrapped in ``\\boxed{...}`` before parsing, because a bare LaTeX string such as
@@ -17,6 +25,7 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Sequence
 
 from stoplib.problems import Problem
 
@@ -35,6 +44,9 @@ _JSON_CHOICE_RE = re.compile(
 _PHRASE_CHOICE_RE = re.compile(
     r"(?i:answer\s+is)\s*:?\s*[*(\s]*(?i:option\s*)?\(?([A-Z])(?![A-Za-z])"
 )
+# "The answer is 17.", "answer is: **17**", "Answer: 17" (the integer kind's rule)
+_ANSWER_IS_RE = re.compile(r"(?i:answer(?:\s+is)?)\s*:?\s*[*$\\(\s]*([+-]?\d[\d,]*(?:\.\d+)?)")
+_NUMBER_RE = re.compile(r"[+-]?\d[\d,]*(?:\.\d*)?")
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _BOXED_CHOICE_RE = re.compile(r"\(?([A-Za-z])\)?(?:$|[\s.:)])")
 
@@ -91,13 +103,40 @@ def extract_choice(text: str, letters: str = DEFAULT_LETTERS) -> str | None:
     return picks[-1] if picks else None
 
 
+def as_integer(text: str) -> int | None:
+    """``text`` as an integer if it writes one: "33", "033", "+33", "33.", "33.0", "1,000"; else None."""
+    text = text.strip().strip("$").strip().rstrip(".").strip()
+    if not _NUMBER_RE.fullmatch(text) or ("," in text and not re.fullmatch(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.0*)?", text)):
+        return None
+    whole, _, fraction = text.replace(",", "").partition(".")
+    if fraction.strip("0"):
+        return None
+    return int(whole)
+
+
+def extract_integer(text: str) -> str | None:
+    """The integer kind's rule: the last "answer is N" / "Answer: N", else the last boxed integer."""
+    picks = [m.group(1) for m in _ANSWER_IS_RE.finditer(text)]
+    picks = [str(as_integer(p)) for p in picks if as_integer(p) is not None]
+    if picks:
+        return picks[-1]
+    boxed = extract_boxed(text)
+    value = None if boxed is None else as_integer(_TEXT_WRAP_RE.sub(r"\1", boxed))
+    return None if value is None else str(value)
+
+
 def extract_answer(text: str, kind: str, letters: str = DEFAULT_LETTERS) -> str | None:
-    """The answer string of a model output for a problem kind ("math", "multiple_choice", "toy")."""
+    """The answer string of a model output for a problem kind (see the module docstring).
+
+    None when there is no answer; an empty ``\\boxed{}`` is no answer.
+    """
     if kind == "multiple_choice":
         return extract_choice(text, letters)
+    if kind == "integer":
+        return extract_integer(text)
     if kind in ("math", "toy"):
         boxed = extract_boxed(text)
-        return None if boxed is None else boxed.strip()
+        return None if boxed is None or not boxed.strip() else boxed.strip()
     raise ValueError(f"unknown problem kind {kind!r}")
 
 
@@ -118,8 +157,9 @@ def _math_equal(pred: str, gold: str) -> bool:
     pred, gold = pred.strip().strip("$").strip(), gold.strip().strip("$").strip()
     if not pred or not gold:
         return False
-    if _INT_RE.fullmatch(pred) and _INT_RE.fullmatch(gold):
-        return int(pred) == int(gold)  # fast path: AIME answers, "025" == "25"
+    pred_int, gold_int = as_integer(pred), as_integer(gold)
+    if pred_int is not None and gold_int is not None:
+        return pred_int == gold_int  # fast path: AIME answers, "025" == "25" == "25."
     from math_verify import verify
 
     timeout = _timeout()
@@ -138,9 +178,49 @@ def answers_equal(pred: str, gold: str, kind: str) -> bool:
         return _math_equal(pred, gold)
     if kind == "multiple_choice":
         return pred.strip().upper() == gold.strip().upper() != ""
+    if kind == "integer":
+        a, b = as_integer(pred), as_integer(gold)
+        return a is not None and a == b
     if kind == "toy":
-        return pred.strip() == gold.strip()
+        return pred.strip() == gold.strip() != ""
     raise ValueError(f"unknown problem kind {kind!r}")
+
+
+def answer_classes(answers: Sequence[str | None], kind: str) -> list[int | None]:
+    """Equivalence class of each answer (None stays None): equal ids mean "the same answer".
+
+    Votes count classes, not strings. Integers and letters are compared by value; math answers
+    by math-verify against the first member of each class (in order of appearance).
+    """
+    out: list[int | None] = []
+    representatives: list[str] = []
+    index: dict[str, int] = {}
+    for answer in answers:
+        if answer is None or not str(answer).strip():
+            out.append(None)
+            continue
+        key = _canonical(answer, kind)
+        if key in index:
+            out.append(index[key])
+            continue
+        found = None
+        if kind == "math" and as_integer(answer) is None:
+            found = next((i for i, rep in enumerate(representatives) if _math_equal(answer, rep)), None)
+        if found is None:
+            found = len(representatives)
+            representatives.append(str(answer))
+        index[key] = found
+        out.append(found)
+    return out
+
+
+def _canonical(answer: str, kind: str) -> str:
+    value = as_integer(answer) if kind in ("math", "integer") else None
+    if value is not None:
+        return f"int:{value}"
+    if kind == "multiple_choice":
+        return answer.strip().upper()
+    return answer.strip().strip("$").strip()
 
 
 def grade(text: str, problem: Problem) -> Grade:

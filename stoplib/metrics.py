@@ -96,7 +96,8 @@ def within_problem_auroc(
 #   not take one of the k resume slots;
 # * the other paths are ranked by score, ties to the lower sample index, NaN last
 #   (``signals.base.top_k``), and the best k are resumed;
-# * the vote is ``pipeline.majority_vote`` over the kept paths in sample order, with their scores;
+# * the vote is ``majority_vote`` over the kept paths in sample order, with their scores, counting
+#   answers the grader finds equivalent as one;
 #   the vote is correct iff a kept path with that answer is correct (None: incorrect);
 # * tokens (prompt excluded) = sum over the N paths of min(len, L) + sum over kept unfinished
 #   paths of (len - L).
@@ -112,6 +113,7 @@ class BankArrays:
     finished: np.ndarray  # (P, N) the path ended (finish_reason is not None)
     correct: np.ndarray  # (P, N) bool
     answers: list[list[str | None]]  # (P, N) extracted answers
+    kinds: list[str] | None = None  # (P,) problem kinds: votes group equivalent answers
 
     @property
     def n_paths(self) -> int:
@@ -129,6 +131,7 @@ def bank_arrays(bank: Any) -> BankArrays:
         finished=np.array([[p.finish_reason is not None for p in bp.paths[:n]] for bp in bank.problems], dtype=bool),
         correct=np.stack([np.asarray(bp.correct[:n], dtype=bool) for bp in bank.problems]),
         answers=[list(bp.answers[:n]) for bp in bank.problems],
+        kinds=[bp.problem.kind for bp in bank.problems],
     )
 
 
@@ -178,16 +181,49 @@ def _top_k_mask(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
     return eligible & (rank < k)
 
 
-def _vote(answers: Sequence[str | None], correct: np.ndarray, rows: np.ndarray,
-          scores: Sequence[float] | None) -> tuple[str | None, bool]:
-    from .pipeline import majority_vote
+def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None = None,
+                  kind: str | None = None) -> str | None:
+    """The most frequent answer (None: no answer), counting equivalent answers as one.
 
+    ``kind`` (a problem kind) groups answers by the grader's equivalence
+    (:func:`stoplib.grading.answer_classes`: "033", "33" and "33." are one answer); without it
+    answers are compared as strings. Ties go to the answer with the higher best score, then to
+    the one seen first. Returns the first-seen member of the winning group.
+    """
+    if kind is None:
+        classes = [None if a is None else a for a in answers]
+    else:
+        from .grading import answer_classes
+
+        classes = answer_classes(answers, kind)
+    counts: dict[Any, int] = {}
+    best_score: dict[Any, float] = {}
+    first: dict[Any, int] = {}
+    for i, c in enumerate(classes):
+        if c is None:
+            continue
+        counts[c] = counts.get(c, 0) + 1
+        s = -np.inf if scores is None or np.isnan(scores[i]) else float(scores[i])
+        best_score[c] = max(best_score.get(c, -np.inf), s)
+        first.setdefault(c, i)
+    if not counts:
+        return None
+    winner = max(counts, key=lambda c: (counts[c], best_score[c], -first[c]))
+    return answers[first[winner]]
+
+
+def _vote(answers: Sequence[str | None], correct: np.ndarray, rows: np.ndarray,
+          scores: Sequence[float] | None, kind: str | None) -> tuple[str | None, bool]:
     kept_answers = [answers[i] for i in rows]
-    vote = majority_vote(kept_answers, None if scores is None else list(scores))
+    vote = majority_vote(kept_answers, None if scores is None else list(scores), kind)
     if vote is None:
         return None, False
     first = next(i for i, a in zip(rows, kept_answers) if a == vote)
     return vote, bool(correct[first])
+
+
+def _kind(arrays: BankArrays, p: int) -> str | None:
+    return arrays.kinds[p] if arrays.kinds is not None else None
 
 
 class _VoteAndTokens:
@@ -274,7 +310,7 @@ def replay(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int,
     votes, vote_correct = [], np.zeros(n_problems, dtype=bool)
     for p in range(n_problems):
         rows = np.flatnonzero(kept[p])
-        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], rows, vote_scores[p, rows])
+        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], rows, vote_scores[p, rows], _kind(arrays, p))
         votes.append(votes_p)
     return ReplayResult(n, k, prefix_len, list(arrays.problem_ids), kept, early, kept_accuracy, votes,
                         vote_correct, tokens.astype(np.int64), lengths.sum(axis=1).astype(np.int64))
@@ -299,7 +335,7 @@ class NoPruningResult(_VoteAndTokens):
 
 
 def no_pruning(bank: Any, *, n: int) -> NoPruningResult:
-    """avg@N, the majority vote over n paths (``pipeline.majority_vote`` without scores: ties to
+    """avg@N, the majority vote over n paths (``majority_vote`` without scores: ties to
     the answer seen first) and the tokens of running all n paths."""
     arrays = bank_arrays(bank)
     if not 1 <= n <= arrays.n_paths:
@@ -307,7 +343,7 @@ def no_pruning(bank: Any, *, n: int) -> NoPruningResult:
     correct = arrays.correct[:, :n]
     votes, vote_correct = [], np.zeros(len(arrays.problem_ids), dtype=bool)
     for p in range(len(arrays.problem_ids)):
-        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], np.arange(n), None)
+        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], np.arange(n), None, _kind(arrays, p))
         votes.append(votes_p)
     return NoPruningResult(n, list(arrays.problem_ids), correct.mean(axis=1), votes, vote_correct,
                            arrays.lengths[:, :n].sum(axis=1).astype(np.int64))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-KINDS = ("math", "multiple_choice", "toy")
+KINDS = ("math", "multiple_choice", "integer", "toy")
 
 #: Benchmark names accepted by :func:`load_problems`, and their file in the benchmarks directory.
 BENCHMARKS: dict[str, str] = {
@@ -23,7 +23,6 @@ BENCHMARKS: dict[str, str] = {
     "zebralogic": "zebralogic_hard.json",
 }
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 _QUESTION_KEYS = ("problem", "question", "prompt")
 _ROMAN = {1: "I", 2: "II"}
 
@@ -293,27 +292,25 @@ def _parse_rows(located_rows: list[tuple[str, Any]], source: str) -> list[Proble
     return problems
 
 
-def benchmarks_dir() -> Path | None:
-    """The benchmarks directory: $STOPLIB_BENCHMARKS, else ../shared/benchmarks next to the repo."""
+BENCHMARKS_DIR = Path(__file__).resolve().parent / "data" / "benchmarks"
+
+
+def benchmarks_dir() -> Path:
+    """The directory of the benchmark files: $STOPLIB_BENCHMARKS if set, else the copies shipped
+    with the package (``stoplib/data/benchmarks``, see its README for their source)."""
     env = os.environ.get("STOPLIB_BENCHMARKS")
-    candidate = Path(env) if env else _REPO_ROOT.parent / "shared" / "benchmarks"
-    return candidate if candidate.is_dir() else None
+    if env:
+        if not Path(env).is_dir():
+            raise FileNotFoundError(f"STOPLIB_BENCHMARKS={env!r} is not a directory")
+        return Path(env)
+    return BENCHMARKS_DIR
 
 
 def _benchmark_path(name: str) -> Path:
-    directory = benchmarks_dir()
-    if directory is None:
-        env = os.environ.get("STOPLIB_BENCHMARKS")
-        where = f"STOPLIB_BENCHMARKS={env!r} is not a directory" if env else (
-            f"{_REPO_ROOT.parent / 'shared' / 'benchmarks'} does not exist"
-        )
-        raise FileNotFoundError(
-            f"benchmark {name!r}: {where}. Set the environment variable STOPLIB_BENCHMARKS to the "
-            f"directory holding {BENCHMARKS[name]} (or pass the file path directly)."
-        )
-    path = directory / BENCHMARKS[name]
+    path = benchmarks_dir() / BENCHMARKS[name]
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark {name!r}: {path} not found")
+        raise FileNotFoundError(f"benchmark {name!r}: {path} not found (reinstall stoplib, or set STOPLIB_BENCHMARKS "
+                                f"to a directory holding {BENCHMARKS[name]})")
     return path
 
 

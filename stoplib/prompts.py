@@ -4,7 +4,8 @@ The paper's zero-shot CoT prompts (PAPER_SPEC §7.2): math problems get ``MATH_I
 GPQA gets 'Please show your choice in the answer field with only the choice letter, e.g.,
 "ANSWER": "C".' Where the instruction goes is not specified; we append it to the question in the
 user turn (INFERRED), and for multiple choice we list the options as "A) text" lines and name the
-allowed letters. Toy problems are used as they are (the toy model has its own chat template).
+allowed letters. Toy and integer (arithmetic word) problems are used as they are; their tasks
+teach the answer format through solved examples given as earlier chat turns (``few_shot``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def format_question(problem: Problem) -> str:
         options = "\n".join(f"{letter}) {text}" for letter, text in problem.options or ())
         instruction = multiple_choice_instruction(problem.letters)
         return f"{problem.prompt}\n\n{options}\n\n{instruction}"
-    if problem.kind == "toy":
+    if problem.kind in ("toy", "integer"):
         return problem.prompt
     raise ValueError(f"unknown problem kind {problem.kind!r}")
 
@@ -58,24 +59,37 @@ def build_prompt_ids(
     tokenizer: Any,
     *,
     system: str | None = None,
+    few_shot: Sequence[tuple[str, str]] = (),
     use_chat_template: bool | None = None,
     chat_kwargs: dict[str, Any] | None = None,
 ) -> list[int]:
     """Token ids of the prompt for one problem, ready for generation.
 
     With a chat template (used by default when the tokenizer has one): the optional system turn,
-    the user turn ``format_question(problem)`` and the generation prompt; ``chat_kwargs`` go to the
-    template (e.g. ``reasoning_effort="medium"`` for gpt-oss). Without one: the plain encoding of
-    ``system + "\\n\\n" + question`` (or of the question alone) with the tokenizer's special tokens.
+    the ``few_shot`` (question, solution) pairs as earlier user/assistant turns, the user turn
+    ``format_question(problem)`` and the generation prompt; ``chat_kwargs`` go to the template
+    (e.g. ``reasoning_effort="medium"`` for gpt-oss). Without one: the plain encoding of the same
+    texts separated by blank lines, and a warning naming the tokenizer, because a chat model
+    prompted without its template usually behaves very differently (pass
+    ``use_chat_template=False`` to silence it for a base model).
     """
     text = format_question(problem)
     has_template = getattr(tokenizer, "chat_template", None) is not None
     if use_chat_template is None:
         use_chat_template = has_template
+        if not has_template:
+            import warnings
+
+            name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+            warnings.warn(f"the tokenizer of {name!r} has no chat template: prompts are plain text. If the model "
+                          "is a chat model this changes its behaviour; pass use_chat_template=False if intended.",
+                          stacklevel=2)
     if use_chat_template:
         if not has_template:
             raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
         messages = [{"role": "system", "content": system}] if system is not None else []
+        for question, solution in few_shot:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]
         messages.append({"role": "user", "content": text})
         encoded = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, **(chat_kwargs or {})
@@ -83,9 +97,33 @@ def build_prompt_ids(
         return _as_int_list(encoded)
     if chat_kwargs:
         raise ValueError("chat_kwargs given but no chat template is used")
-    if system is not None:
-        text = f"{system}\n\n{text}"
-    return _as_int_list(tokenizer.encode(text))
+    blocks = ([system] if system is not None else []) + [f"{q}\n{a}" for q, a in few_shot] + [text]
+    return _as_int_list(tokenizer.encode("\n\n".join(blocks)))
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How problems become prompts: system turn, solved examples as earlier turns, template args."""
+
+    system: str | None = None
+    few_shot: tuple[tuple[str, str], ...] = ()
+    chat_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def for_source(cls, source: str | None, *, chat_kwargs: Mapping[str, Any] | None = None) -> "PromptConfig":
+        """The prompt of a problem source: a generated task's own system turn and examples, or the
+        paper's zero-shot prompt for benchmark files."""
+        from .tasks import get_task, is_task
+
+        if is_task(source):
+            task = get_task(str(source))
+            return cls(system=task.system, few_shot=tuple(task.few_shot), chat_kwargs=dict(chat_kwargs or {}))
+        return cls(chat_kwargs=dict(chat_kwargs or {}))
+
+    def ids(self, problem: Problem, tokenizer: Any) -> list[int]:
+        """Prompt token ids of ``problem`` (:func:`build_prompt_ids` with these settings)."""
+        return build_prompt_ids(problem, tokenizer, system=self.system, few_shot=self.few_shot,
+                                chat_kwargs=dict(self.chat_kwargs) or None)
 
 
 @dataclass(frozen=True)

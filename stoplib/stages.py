@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,55 +18,59 @@ import torch
 from .bank import Bank, build_bank, load_bank
 from .config import RunConfig
 from .engines import Engine, make_engine
-from .labels import LabelConfig, build_labels
-from .problems import Problem, load_problems
-from .prompts import build_prompt_ids
+from .labels import build_labels
+from .models import model_identity
+from .problems import Problem
 from .stop import StopConfig, StopScorer
-from .store import Store, atomic_write_json, read_json
+from .store import Store, atomic_write_json, config_hash, read_json
+from .tasks import load_task_or_file
 from .train import TrainConfig, load_label_records, train_stop
 
 VARIANTS = ("stop", "probe", "hard")  # STOP, "w/o adapter" probe, hard-label training
 
 
 def eval_problems(config: RunConfig) -> list[Problem]:
-    """Held-out evaluation problems."""
-    if config.benchmark == "toy":
-        from .toy.task import make_problems
-
-        return make_problems(config.n_eval_problems or None, seed=config.seed, split="eval")
-    return load_problems(config.benchmark, limit=config.n_eval_problems or None)
+    """Held-out evaluation problems (the "eval" split of a generated task, or a benchmark / file)."""
+    return load_task_or_file(config.benchmark, "eval", config.n_eval_problems or None, config.seed)
 
 
 def train_problems(config: RunConfig) -> list[Problem]:
-    """Problems for dataset construction (never the evaluation problems)."""
+    """Problems for dataset construction: the "train" split of a generated task, or a file."""
     if config.train_problems is None:
-        raise ValueError("no training problems: pass train_problems=<file> (the paper uses AIME 1984-2023 "
-                         "and GPQA without Diamond), or use model='toy'")
-    if config.train_problems == "toy":
-        from .toy.task import make_problems
-
-        return make_problems(config.n_train_problems or None, seed=config.seed, split="train")
-    problems = load_problems(config.train_problems)
-    return problems[: config.n_train_problems] if config.n_train_problems else problems
+        raise ValueError(f"no training problems for model {config.model!r}: pass train_problems=<file> (the paper "
+                         "uses AIME 1984-2023 and GPQA without Diamond), or a generated task such as 'arithmetic'")
+    return load_task_or_file(config.train_problems, "train", config.n_train_problems or None, config.seed)
 
 
 def use_threads(config: RunConfig) -> None:
-    """The organism is too small to gain from intra-op threads; extra threads only contend."""
-    if config.model == "toy":
-        import torch
-
-        torch.set_num_threads(1)
+    """The model preset's torch threads (the organism: 1; extra threads only contend)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
 
 
 def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
     use_threads(config)
-    if config.engine == "hf" and config.model == "toy":
-        kwargs.setdefault("attn_implementation", "eager")  # faster than SDPA for a 0.3M model on CPU (bench/engine.py)
+    if config.engine == "hf" and config.attn_implementation:
+        kwargs.setdefault("attn_implementation", config.attn_implementation)
     return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
 
 
 def prompts_for(problems: list[Problem], tokenizer: Any, config: RunConfig) -> list[list[int]]:
-    return [build_prompt_ids(p, tokenizer, chat_kwargs=config.chat_kwargs or None) for p in problems]
+    return [config.prompt.ids(p, tokenizer) for p in problems]
+
+
+def vocab_size(config: RunConfig) -> int:
+    """The model's vocabulary size (rows of its output layer), from its config."""
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(config.model_path)
+    return int(getattr(model_config.get_text_config(decoder=True), "vocab_size"))
+
+
+def load_tokenizer(config: RunConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(config.model_path)
 
 
 def _fresh(directory: Path, force: bool) -> None:
@@ -75,12 +80,39 @@ def _fresh(directory: Path, force: bool) -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
-# ---------------------------------------------------------------- dataset construction
+# ---------------------------------------------------------------- cache keys
+_INPUTS: dict[str, str] = {}
+
+
+def inputs_hash(problems: Sequence[Problem], prompts: Sequence[Sequence[int]]) -> str:
+    """Content hash of problems (question, answer, kind, ...) and their prompt token ids: it changes
+    with the problem file, the prompt template, the few-shot examples and the tokenizer."""
+    rows = [[p.to_dict(), list(ids)] for p, ids in zip(problems, prompts)]
+    return config_hash(rows)
+
+
+def _inputs(config: RunConfig, which: str) -> str:
+    """``inputs_hash`` of the train or eval problems of ``config``, computed once per process."""
+    memo = config_hash({"which": which, "config": config, "model": model_identity(config.model_path)})
+    if memo not in _INPUTS:
+        problems = train_problems(config) if which == "train" else eval_problems(config)
+        _INPUTS[memo] = inputs_hash(problems, prompts_for(problems, load_tokenizer(config), config))
+    return _INPUTS[memo]
+
+
 def labels_key(config: RunConfig) -> dict[str, Any]:
-    return {"model_path": config.model_path, "train_problems": config.train_problems,
-            "n_train_problems": config.n_train_problems, "labels": config.labels}
+    """What the labels depend on: the model's content, the engine, the problems and prompts, the
+    construction's settings (never a path)."""
+    return {"model": model_identity(config.model_path), "engine": config.engine,
+            "inputs": _inputs(config, "train"), "labels": config.labels}
 
 
+def bank_key(config: RunConfig) -> dict[str, Any]:
+    return {"model": model_identity(config.model_path), "engine": config.engine, "inputs": _inputs(config, "eval"),
+            "n_paths": config.n_paths, "sampling": config.sampling}
+
+
+# ---------------------------------------------------------------- dataset construction
 def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
                  progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Build (or load) the MC-labelled prefix dataset; returns (directory, card)."""
@@ -90,22 +122,38 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
     if card_path.exists() and read_json(card_path).get("complete"):
         return directory, read_json(card_path)
     problems = train_problems(config)
-    held_out = {p.id for p in eval_problems(config)}
-    labels = LabelConfig(**{**config.labels.__dict__, "exclude_ids": tuple(sorted(held_out))})
+    labels = config.labels
+    if config.train_problems == config.benchmark:  # one source: never label an evaluation problem
+        held_out = {p.id for p in eval_problems(config)}
+        labels = replace(labels, exclude_ids=tuple(sorted(held_out)))
     if engine is None and config.workers > 1:  # each worker process builds its own engine
-        from transformers import AutoTokenizer
-
         source: Any = functools.partial(engine_for, config)
-        tokenizer = AutoTokenizer.from_pretrained(config.model_path)
+        tokenizer = load_tokenizer(config)
     else:
         source = engine or engine_for(config)
         tokenizer = source.tokenizer
     workers = config.workers if engine is None else 1
     card = build_labels(source, problems, prompts_for(problems, tokenizer, config), labels, directory,
                         workers=workers, progress=progress)
+    check_dataset(card, config)
     card["complete"] = True
     atomic_write_json(card_path, card)
     return directory, card
+
+
+def check_dataset(card: dict[str, Any], config: RunConfig) -> None:
+    """A dataset STOP cannot learn from is an error that names the cause, never a finished stage."""
+    where = f"dataset construction for model {config.model!r}"
+    if card["problems_kept"] == 0:
+        raise ValueError(f"{where}: no problem has between {config.labels.band[0]} and {config.labels.band[1]} of "
+                         f"{config.labels.n_filter} paths correct (pass counts {card['pass_counts'][:20]}); the "
+                         "problems are too easy or too hard for the model: change train_problems or n_filter")
+    if card["prefixes"] == 0:
+        raise ValueError(f"{where}: no path of a kept problem is longer than prefix_len={config.prefix_len} "
+                         "tokens; lower prefix_len")
+    if card["prefixes_train"] == 0 or card["prefixes_val"] == 0:
+        raise ValueError(f"{where}: {card['prefixes_train']} training and {card['prefixes_val']} validation "
+                         "prefixes; both are needed: raise n_train_problems")
 
 
 # ---------------------------------------------------------------- STOP training
@@ -157,9 +205,7 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
                progress: bool = True) -> Bank:
     """N complete paths per evaluation problem (``config.n_paths``), generated once."""
     use_threads(config)
-    key = {"model_path": config.model_path, "benchmark": config.benchmark, "n_eval": config.n_eval_problems,
-           "n_paths": config.n_paths, "sampling": config.sampling}
-    directory = Store(config.results_root).run_dir("bank", key)
+    directory = Store(config.results_root).run_dir("bank", bank_key(config))
     _fresh(directory, force)
     problems = eval_problems(config)
     if (directory / "complete.json").exists():
@@ -182,18 +228,19 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
     _fresh(directory, force)
     if (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
-    from .engines.hf import load_model_and_tokenizer
-
     use_threads(config)
-    _, generator_tokenizer = load_model_and_tokenizer(config.model_path)
     torch.manual_seed(config.train.seed)
     verifier = TextVerifier.from_base(config.model_path, vconfig)
     result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
-                            load_label_records(labels_dir / "val.jsonl"), config.train, directory,
-                            tokenizer=generator_tokenizer, progress=progress)
+                            load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
+                            tokenizer=load_tokenizer(config), progress=progress)
     summary = {"best_epoch": result.best_epoch, "history": result.history}
     atomic_write_json(directory / "summary.json", summary)
     return directory / "best", summary
+
+
+def verifier_train_config(config: RunConfig) -> TrainConfig:
+    return replace(config.train, epochs=config.verifier_epochs)
 
 
 def verifier_config(config: RunConfig) -> Any:
@@ -208,11 +255,13 @@ TRAINABLE = VARIANTS + ("verifier",)
 
 def _trained_dir(config: RunConfig, what: str) -> Path:
     """Store directory of a STOP variant or of the verifier (created if missing)."""
-    if what == "verifier":
-        key = {"labels": labels_key(config), "verifier": verifier_config(config), "train": config.train}
+    if what == "verifier":  # the base model is in the labels' key (by content, not by path)
+        key = {"labels": labels_key(config), "verifier": replace(verifier_config(config), base_model=""),
+               "train": verifier_train_config(config)}
         return Store(config.results_root).run_dir("verifier", key)
     stop, train = variant_configs(config, what)
-    return Store(config.results_root).run_dir("stop", {"labels": labels_key(config), "stop": stop, "train": train})
+    key = {"labels": labels_key(config), "stop": replace(stop, base_model=""), "train": train}
+    return Store(config.results_root).run_dir("stop", key)
 
 
 def is_trained(config: RunConfig, what: str) -> bool:
@@ -242,7 +291,7 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
     todo = [(config, what) for config, what in jobs if not is_trained(config, what)]
     if not todo:
         return []
-    distinct = {str(Store(c.results_root).run_dir("labels", labels_key(c))): c for c, _ in todo}
+    distinct = {config_hash(labels_key(c)): c for c, _ in todo}
     for config in distinct.values():  # before the workers, which would otherwise race to build them
         labels_stage(config, progress=False)
     workers = workers or todo[0][0].workers
@@ -252,5 +301,5 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
     else:
         from .parallel import run_in_processes
 
-        run_in_processes(_train, todo, workers, threads=1 if todo[0][0].model == "toy" else None)
+        run_in_processes(_train, todo, workers, threads=todo[0][0].threads)
     return todo

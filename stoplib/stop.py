@@ -27,7 +27,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -98,24 +98,67 @@ def _present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     return found
 
 
+#: Sequences of a scoring batch that share at least this many leading tokens encode them once.
+MIN_SHARED_TOKENS = 8
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix of token sequences (0 for fewer than two)."""
+    if len(seqs) < 2:
+        return 0
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        token = first[i]
+        if any(s[i] != token for s in seqs):
+            return i
+    return n
+
+
 class PrefixScorer(nn.Module):
     """What STOP and the text verifier share: batched scoring of token-id prefixes.
 
-    Subclasses define ``forward(input_ids, attention_mask) -> logits (B,)``, ``head`` and
-    ``tokenizer``; ``stoplib.train.train_stop`` trains any of them.
+    Subclasses define ``forward(input_ids, attention_mask) -> logits (B,)`` on left-padded
+    prefixes, ``encode_shared(ids) -> cache`` (a one-row KV cache of a shared beginning) and
+    ``logits_on_cache(cache, ids, mask)`` (the logits of rows that continue that cache with
+    ``ids``), ``head`` and ``tokenizer``; ``stoplib.train.train_stop`` trains any of them.
     """
 
     head: nn.Linear
     tokenizer: Any
 
     @torch.no_grad()
-    def score(self, prefixes: list[list[int]], batch_size: int = 32) -> torch.Tensor:
-        """Probabilities (N,) for token-id prefixes (prompt + generated prefix)."""
+    def score(self, prefixes: Sequence[Sequence[int]], batch_size: int = 32) -> torch.Tensor:
+        """Probabilities (N,) for token-id prefixes (prompt + generated prefix).
+
+        The leading tokens a batch shares (the prompt of one problem's paths) are encoded once
+        and their KV cache extended by each row's rest: the same numbers as encoding every row
+        whole (up to float rounding), at a fraction of the cost for long prompts.
+        """
         out = []
         for start in range(0, len(prefixes), batch_size):
-            ids, mask = left_pad(prefixes[start : start + batch_size], self.pad_id, self.device)
-            out.append(torch.sigmoid(self(ids, mask)))
+            out.append(torch.sigmoid(self.logits(prefixes[start : start + batch_size])))
         return torch.cat(out) if out else torch.zeros(0)
+
+    def logits(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Logits (B,) of a batch of token-id sequences (shared beginning encoded once)."""
+        seqs = [list(s) for s in seqs]
+        if not seqs or any(len(s) == 0 for s in seqs):
+            raise ValueError("cannot score an empty batch or an empty sequence")
+        shared = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1)
+        if shared < MIN_SHARED_TOKENS:
+            ids, mask = left_pad(seqs, self.pad_id, self.device)
+            return self(ids, mask)
+        cache = self.encode_shared(torch.tensor([seqs[0][:shared]], device=self.device))
+        cache.batch_repeat_interleave(len(seqs))
+        ids, rest = left_pad([s[shared:] for s in seqs], self.pad_id, self.device)
+        mask = torch.cat([torch.ones((len(seqs), shared), dtype=rest.dtype, device=self.device), rest], dim=1)
+        return self.logits_on_cache(cache, ids, mask)
+
+    def encode_shared(self, ids: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def logits_on_cache(self, cache: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def device(self) -> torch.device:
@@ -216,6 +259,26 @@ class StopScorer(PrefixScorer):
                 position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
             )
         return out.past_key_values
+
+    @torch.no_grad()
+    def extend_prefix(self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        """Stage 1 continued: append ``input_ids`` (B, T) to a prefix cache, adapter off.
+
+        ``attention_mask`` (B, S) covers the cached positions and the new ones (its last T
+        columns); positions follow each row's true length.
+        """
+        width = input_ids.shape[1]
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+        with self._adapter(False):
+            out = _decoder(self.model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                                       past_key_values=cache, use_cache=True)
+        return out.past_key_values
+
+    def encode_shared(self, ids: torch.Tensor) -> Any:
+        return self.encode_prefix(ids, torch.ones_like(ids))
+
+    def logits_on_cache(self, cache: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.score_cache(self.extend_prefix(cache, ids, mask), mask, restore=False)
 
     def score_cache(self, cache: Any, attention_mask: torch.Tensor, *, restore: bool = True) -> torch.Tensor:
         """Stage 2: logits (B,) for prefixes held in ``cache`` with mask (B, S).

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, KeysView, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path, PurePath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
 
 import numpy as np
 
@@ -48,6 +48,7 @@ __all__ = [
     "merge_jsonl",
     "provenance",
     "write_provenance",
+    "hardware",
     "record_metrics",
     "load_metrics",
 ]
@@ -459,6 +460,14 @@ def _device_info() -> dict[str, Any]:
     return info
 
 
+def hardware() -> str:
+    """A short description of the machine: its GPUs if any, else its CPU cores."""
+    info = _device_info()
+    if info["gpus"]:
+        return f"{len(info['gpus'])}x {info['gpus'][0].split(',')[0]}"
+    return f"{info['cpu_count']} CPU cores"
+
+
 def provenance() -> dict[str, Any]:
     """What produced a result: git commit/dirty, Python, platform, package versions, device, time."""
     return {
@@ -479,23 +488,46 @@ def write_provenance(dir: str | Path) -> Path:
 # --------------------------------------------------------------------------- notebook metrics
 
 
-def _metrics_path(name: str, results_root: str | Path) -> Path:
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"invalid notebook name {name!r}")
-    return Path(results_root) / "latest" / f"{name}.json"
+def _metrics_path(name: str, results_root: str | Path, run: str | None) -> Path:
+    for what, value in (("notebook name", name), ("run name", run or "x")):
+        if not value or "/" in value or "\\" in value or value.startswith("."):
+            raise ValueError(f"invalid {what} {value!r}")
+    latest = Path(results_root) / "latest"
+    return (latest / run if run else latest) / f"{name}.json"
 
 
-def record_metrics(name: str, metrics: dict, results_root: str | Path = "results") -> Path:
-    """Write notebook ``name``'s headline metrics (with provenance) to ``results_root/latest/``."""
+def _check_finite(value: Any, where: str) -> None:
+    """Metrics are for readers and tests: NaN or infinity is an error that names the entry."""
+    if isinstance(value, float) and not np.isfinite(value):
+        raise ValueError(f"metric {where} is {value}: the notebook measured nothing there (check its inputs)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}[{i}]")
+
+
+def record_metrics(name: str, metrics: dict, results_root: str | Path = "results", run: str | None = None,
+                   *, allow_nan: Sequence[str] = ()) -> Path:
+    """Write notebook ``name``'s headline metrics (with provenance) to
+    ``results_root/latest/<run>/<name>.json`` (``run``: the model run's name, e.g. "toy").
+
+    A NaN or infinite value raises ValueError naming it, unless its top-level key is in
+    ``allow_nan`` (a quantity the notebook documents as undefined for this model or task).
+    """
+    for key, value in metrics.items():
+        if key not in allow_nan:
+            _check_finite(value, key)
     return atomic_write_json(
-        _metrics_path(name, results_root),
-        {"notebook": name, "metrics": metrics, "provenance": provenance()},
+        _metrics_path(name, results_root, run),
+        {"notebook": name, "run": run, "metrics": metrics, "provenance": provenance()},
     )
 
 
-def load_metrics(name: str, results_root: str | Path = "results") -> dict:
-    """Metrics recorded by notebook ``name``; FileNotFoundError says which notebook to run."""
-    path = _metrics_path(name, results_root)
+def load_metrics(name: str, results_root: str | Path = "results", run: str | None = None) -> dict:
+    """Metrics recorded by notebook ``name`` for ``run``; FileNotFoundError says which notebook to run."""
+    path = _metrics_path(name, results_root, run)
     if not path.exists():
         raise FileNotFoundError(
             f"no metrics recorded for notebook {name!r} (expected {path}); "

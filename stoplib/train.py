@@ -26,8 +26,11 @@ import numpy as np
 import torch
 
 from .metrics import auroc, within_problem_auroc
-from .stop import StopScorer, left_pad
+from transformers.cache_utils import DynamicCache
 
+from .stop import StopScorer, common_prefix_len, left_pad
+
+DEFAULT_CACHE_BYTES = 6 << 30  # prefix caches kept in memory for training (larger datasets re-encode)
 SOFT_FIELDS = ("Soft_label", "soft_label", "good_probability", "label_prob", "score")
 HARD_FIELDS = ("Hard_label", "hard_label", "label", "class_label")
 
@@ -137,15 +140,23 @@ def _target(rec: LabelRecord, config: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def predict(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64) -> np.ndarray:
-    """Scores (probabilities) for records, in order."""
+def predict(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64,
+            states: PrefixStates | None = None) -> np.ndarray:
+    """Scores (probabilities) for records, in order (from their cached ``states`` if given)."""
     scorer.eval()
-    return scorer.score([list(r.prefix_token_ids) for r in records], batch_size=batch_size).cpu().numpy()
+    if states is None:
+        return scorer.score([list(r.prefix_token_ids) for r in records], batch_size=batch_size).cpu().numpy()
+    out = []
+    for start in range(0, len(records), batch_size):
+        cache, mask = states.batch(range(start, min(start + batch_size, len(records))))
+        out.append(torch.sigmoid(scorer.score_cache(cache, mask, restore=False)))
+    return torch.cat(out).cpu().numpy()
 
 
-def evaluate(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64) -> dict[str, float]:
+def evaluate(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64,
+             states: PrefixStates | None = None) -> dict[str, float]:
     """Validation metrics: MSE to soft labels, Brier and AUROC vs hard labels, within-problem AUROC."""
-    probs = predict(scorer, records, batch_size)
+    probs = predict(scorer, records, batch_size, states)
     soft = np.array([r.soft_label for r in records])
     has_hard = all(r.hard_label is not None for r in records)
     outcome = np.array([r.hard_label for r in records]) if has_hard else (soft > 0.5).astype(int)
@@ -155,6 +166,79 @@ def evaluate(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int
     if all(r.problem_id is not None for r in records):
         metrics["within_auroc"] = within_problem_auroc(probs, outcome, [r.problem_id for r in records])
     return metrics
+
+
+class PrefixStates:
+    """Stage-1 KV caches of a list of records, computed once and reused every epoch.
+
+    The base model is frozen and the adapter acts only on the [STOP] positions, so a prefix's
+    KV cache is the same in every epoch: caching it leaves each training step only the M
+    [STOP] tokens to run. The beginning all records share (system turn, few-shot examples) is
+    stored once; each record keeps the rest of its prefix. ``batch(rows)`` assembles the cache
+    and attention mask of a batch, exactly as stage 1 would have produced them (up to float
+    rounding).
+    """
+
+    def __init__(self, scorer: Any, records: Sequence["LabelRecord"], batch_size: int = 32) -> None:
+        seqs = [list(r.prefix_token_ids) for r in records]
+        self.shared = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1) if len(seqs) > 1 else 0
+        device = scorer.device
+        self._shared_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.shared:
+            cache = scorer.encode_shared(torch.tensor([seqs[0][: self.shared]], device=device))
+            self._shared_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        self._rest: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        for start in range(0, len(seqs), batch_size):
+            part = [s[self.shared:] for s in seqs[start : start + batch_size]]
+            ids, rest_mask = left_pad(part, scorer.pad_id, device)
+            mask = torch.cat([torch.ones((len(part), self.shared), dtype=rest_mask.dtype, device=device), rest_mask], 1)
+            cache = DynamicCache(ddp_cache_data=[(k.expand(len(part), -1, -1, -1).contiguous(),
+                                                  v.expand(len(part), -1, -1, -1).contiguous())
+                                                 for k, v in self._shared_kv]) if self.shared else None
+            if cache is None:
+                cache = scorer.encode_prefix(ids, rest_mask)
+            else:
+                cache = scorer.extend_prefix(cache, ids, mask)
+            for row, seq in enumerate(part):
+                self._rest.append([(layer.keys[row, :, -len(seq):].clone(), layer.values[row, :, -len(seq):].clone())
+                                   for layer in cache.layers])
+            del cache
+
+    @staticmethod
+    def nbytes_needed(scorer: Any, records: Sequence["LabelRecord"]) -> int:
+        """Bytes the cached states of ``records`` take (their shared beginning counted once)."""
+        config = scorer.base_model.config
+        config = getattr(config, "get_text_config", lambda **_: config)(decoder=True)
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        per_token = 2 * config.num_hidden_layers * heads * head_dim * scorer.head.weight.element_size()
+        seqs = [r.prefix_token_ids for r in records]
+        shared = common_prefix_len(seqs)
+        return per_token * (shared + sum(len(q) - shared for q in seqs))
+
+    def batch(self, rows: Sequence[int]) -> tuple[Any, torch.Tensor]:
+        """(cache, attention mask (B, S)) of the records at ``rows``, left-padded after the shared part."""
+        lengths = [self._rest[r][0][0].shape[1] for r in rows]
+        width = max(lengths)
+        layers = []
+        for i in range(len(self._rest[rows[0]])):
+            ks, vs = [], []
+            for r, n in zip(rows, lengths):
+                k, v = self._rest[r][i]
+                pad = width - n
+                ks.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
+                vs.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
+            k, v = torch.stack(ks), torch.stack(vs)
+            if self.shared:
+                sk, sv = self._shared_kv[i]
+                k = torch.cat([sk.expand(len(rows), -1, -1, -1), k], dim=2)
+                v = torch.cat([sv.expand(len(rows), -1, -1, -1), v], dim=2)
+            layers.append((k, v))
+        mask = torch.zeros((len(rows), self.shared + width), dtype=torch.long, device=layers[0][0].device)
+        mask[:, : self.shared] = 1
+        for j, n in enumerate(lengths):
+            mask[j, self.shared + width - n:] = 1
+        return DynamicCache(ddp_cache_data=layers), mask
 
 
 def _lr_lambda(warmup: int, total: int):
@@ -175,12 +259,17 @@ def train_stop(
     *,
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> TrainResult:
     """Train ``scorer`` in place; best checkpoint by validation MSE -> ``out_dir/best``.
 
     ``out_dir/last`` holds the epoch state (optimizer, scheduler, history); calling again with
     the same ``out_dir`` resumes after the last finished epoch. ``stop_after_epochs`` ends
     this call after that many epochs (a time budget); a later call continues.
+
+    A STOP scorer whose prefix caches fit in ``cache_bytes`` (:class:`PrefixStates`) computes
+    them once and trains on them: each step runs only the [STOP] tokens. Otherwise (and for
+    the text verifier, whose adapter acts on every position) every step re-encodes its prefixes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +295,9 @@ def train_stop(
         best = min(result.history, key=lambda h: h["val_mse"])
         result.best_epoch, result.best_dir = int(best["epoch"]), out_dir / "best"
 
+    train_states = val_states = None
+    if hasattr(scorer, "extend_prefix") and 0 < PrefixStates.nbytes_needed(scorer, train_records + val_records) <= cache_bytes:
+        train_states, val_states = PrefixStates(scorer, train_records), PrefixStates(scorer, val_records)
     rng = random.Random(config.seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
         rng.shuffle(list(range(len(train_records))))
@@ -226,10 +318,12 @@ def train_stop(
             iterator = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for b, batch in enumerate(iterator):
             recs = [train_records[i] for i in batch]
-            ids, mask = left_pad([list(r.prefix_token_ids) for r in recs], scorer.pad_id, device)
             target = torch.tensor([_target(r, config) for r in recs], device=device)
-            with scorer.adapter_on():  # stage 1 inside forward runs with the adapter off
-                logits = scorer(ids, mask)
+            with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
+                if train_states is not None:
+                    logits = scorer.score_cache(*train_states.batch(batch), restore=False)
+                else:
+                    logits = scorer(*left_pad([list(r.prefix_token_ids) for r in recs], scorer.pad_id, device))
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
                 (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))
@@ -237,7 +331,7 @@ def train_stop(
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-        val = evaluate(scorer, val_records)
+        val = evaluate(scorer, val_records, states=val_states)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - start,
                **{f"val_{k}": v for k, v in val.items()}}
         result.history.append(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stoplib.attention import aggregate, categorize_toy, category_mass, span_enrichment, stop_attention
+from stoplib.attention import aggregate, categorize_steps, category_mass, span_enrichment, stop_attention
 from stoplib.engines.hf import load_model_and_tokenizer
 from stoplib.stop import StopConfig, StopScorer
 
@@ -33,7 +33,7 @@ def test_attention_rows_are_distributions_over_allowed_positions(tiny_model_dir)
 
 def test_categories_and_enrichment():
     tokens = list("Q:a3\nA:") + list("b:3*7+1=2\n\\boxed{2}")
-    labels = categorize_toy(tokens, prompt_len=7)
+    labels = categorize_steps(tokens, prompt_len=7)
     assert labels[:7] == ["prompt"] * 7
     assert labels[7 + 2] == "digit" and labels[7 + 3] == "operator" and labels[-1] == "answer"
     mass = category_mass(np.full(len(tokens), 1 / len(tokens)), labels)

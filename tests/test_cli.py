@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stoplib.config import MODEL_PRESETS, resolve
+from stoplib.config import resolve
+from stoplib.presets import PRESETS
 
 
 def run(*args: str) -> str:
@@ -34,4 +35,6 @@ def test_paper_presets_for_the_papers_models():
     assert small.sampling.max_new_tokens == 16384 and small.stop.lora_r == 128 and small.stop.lora_alpha == 256
     assert (small.n_paths, small.keep, small.prefix_len) == (64, 8, 2048)
     assert (small.sampling.temperature, small.sampling.top_p, small.sampling.top_k) == (0.6, 0.95, 40)
-    assert set(MODEL_PRESETS) >= {"deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B"}
+    assert set(PRESETS) >= {"deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B"}
+    tiny = resolve("tiny", model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")  # small scales are small for real models
+    assert tiny.prefix_len < 2048 and tiny.sampling.max_new_tokens < 16384 and tiny.n_eval_problems > 0

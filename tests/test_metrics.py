@@ -190,3 +190,24 @@ def test_replay_grid_and_score_bank_for_set_dependent_signals(tiny_model_dir, tm
     row = df[(df.n == 4) & (df.k == 4) & (df.prefix_len == 2)].iloc[0]
     assert row.token_reduction == 0 and row.avg_kept == pytest.approx(row.avg_full)
     assert bank_arrays(bank).n_paths == 4
+
+
+def test_votes_count_equivalent_answers_as_one():
+    from stoplib.metrics import majority_vote
+
+    # "33", "033" and "33." are one answer for math: 3 votes against 2
+    assert majority_vote(["12", "33", "12", "033", "33."], kind="math") == "33"
+    assert majority_vote(["12", "33", "12", "033", "33."]) == "12"  # as raw strings: 2 vs 1 vs 1 vs 1
+    assert majority_vote(["\\frac{1}{2}", "0.5", "1"], kind="math") == "\\frac{1}{2}"
+    assert majority_vote(["", None, "12"], kind="math") == "12"  # an empty answer never wins
+    assert majority_vote([None, None], kind="integer") is None
+
+
+def test_replay_votes_use_the_problem_kind():
+    from stoplib.metrics import BankArrays, no_pruning
+
+    arrays = BankArrays(problem_ids=["p"], lengths=np.array([[5, 5, 5, 5, 5]]),
+                        finished=np.ones((1, 5), bool), correct=np.array([[False, True, False, True, True]]),
+                        answers=[["12", "33", "12", "033", "33."]], kinds=["math"])
+    result = no_pruning(arrays, n=5)
+    assert result.votes == ["33"] and result.vote_correct[0]

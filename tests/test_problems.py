@@ -18,9 +18,6 @@ from stoplib.problems import (
 )
 
 BENCH = benchmarks_dir()
-needs_benchmarks = pytest.mark.skipif(
-    BENCH is None, reason="benchmarks directory not found (set STOPLIB_BENCHMARKS)"
-)
 
 EXPECTED = {  # name: (count, kind, first id, last id)
     "aime_2024": (30, "math", "2024-I-1", "2024-II-15"),
@@ -31,7 +28,6 @@ EXPECTED = {  # name: (count, kind, first id, last id)
 }
 
 
-@needs_benchmarks
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_benchmark_loads(name: str) -> None:
     count, kind, first, last = EXPECTED[name]
@@ -47,7 +43,6 @@ def test_benchmark_loads(name: str) -> None:
     assert load_problems(BENCH / BENCHMARKS[name]) == problems
 
 
-@needs_benchmarks
 def test_aime_2024_ids_cover_both_contests() -> None:
     problems = load_problems("aime_2024")
     expected = {f"2024-{contest}-{n}" for contest in ("I", "II") for n in range(1, 16)}
@@ -57,7 +52,6 @@ def test_aime_2024_ids_cover_both_contests() -> None:
     assert next(p for p in problems if p.id == "2024-I-15").answer == "721"
 
 
-@needs_benchmarks
 def test_zebralogic_options_and_meta() -> None:
     problems = load_problems("zebralogic")
     for p in problems:
@@ -67,7 +61,6 @@ def test_zebralogic_options_and_meta() -> None:
     assert problems[0].meta["domain"] == "Logic"
 
 
-@needs_benchmarks
 def test_hmmt_latex_answers_and_limit() -> None:
     problems = load_problems("hmmt_2025", limit=17)
     assert len(problems) == 17
@@ -213,8 +206,8 @@ def test_missing_file_and_unknown_name(tmp_path: Path) -> None:
 
 
 def test_benchmarks_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert benchmarks_dir().is_dir() and (benchmarks_dir() / "aime_2024.json").is_file()  # shipped copies
     monkeypatch.setenv("STOPLIB_BENCHMARKS", str(tmp_path / "missing"))
-    assert benchmarks_dir() is None
     with pytest.raises(FileNotFoundError, match="STOPLIB_BENCHMARKS"):
         load_problems("hmmt_2025")
     monkeypatch.setenv("STOPLIB_BENCHMARKS", str(tmp_path))

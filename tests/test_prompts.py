@@ -88,10 +88,11 @@ def test_system_prompt_and_chat_kwargs() -> None:
 
 def test_plain_encoding_without_template() -> None:
     tokenizer = make_tokenizer(None)
-    ids = build_prompt_ids(MATH, tokenizer)
+    with pytest.warns(UserWarning, match="no chat template"):  # a chat model prompted without one misbehaves
+        ids = build_prompt_ids(MATH, tokenizer)
     assert all(type(i) is int for i in ids)
     assert tokenizer.decode(ids) == format_question(MATH)
-    assert tokenizer.decode(build_prompt_ids(MATH, tokenizer, system="Sys")) == (
+    assert tokenizer.decode(build_prompt_ids(MATH, tokenizer, system="Sys", use_chat_template=False)) == (
         "Sys\n\n" + format_question(MATH)
     )
     with pytest.raises(ValueError, match="chat_template"):
@@ -113,3 +114,10 @@ def test_family_of() -> None:
     assert family_of("meta-llama/Llama-3.1-8B") == "unknown"
     assert MODEL_FAMILIES["gpt-oss"].chat_kwargs == {"reasoning_effort": "medium"}
     assert not MODEL_FAMILIES["deepseek-r1-distill-qwen"].use_system_prompt
+
+
+def test_few_shot_examples_are_earlier_chat_turns() -> None:
+    tokenizer = make_tokenizer(TEMPLATE)
+    shots = (("What is 1 + 1?", "1 + 1 = 2\nThe answer is 2."),)
+    text = tokenizer.decode(build_prompt_ids(MATH, tokenizer, few_shot=shots))
+    assert text.index("What is 1 + 1?") < text.index("The answer is 2.") < text.index(MATH.prompt)

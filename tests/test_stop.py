@@ -154,3 +154,22 @@ def test_probe_variant_trains_only_the_head(tiny_model_dir):
     assert {id(p) for p in probe.trainable_parameters()} == {id(p) for p in probe.head.parameters()}
     with pytest.raises(ValueError, match="target modules"):
         StopScorer(load_model_and_tokenizer(tiny_model_dir)[0], tok, StopConfig(target_modules=("nope",)))
+
+
+def test_scoring_encodes_a_shared_beginning_once_with_the_same_result(tiny_model_dir):
+    """Prefixes of one problem share the prompt: ``score`` encodes it once and extends the cache."""
+    from stoplib.stop import MIN_SHARED_TOKENS, left_pad
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    torch.manual_seed(0)
+    scorer = StopScorer(model, tok, StopConfig(num_tokens=3, lora_r=4, lora_alpha=8))
+    with torch.no_grad():  # a non-trivial adapter and head
+        for p in scorer.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    prompt = [1] + list(range(10, 10 + MIN_SHARED_TOKENS + 4))
+    seqs = [prompt + [20 + i] * (1 + i % 4) for i in range(6)]
+    shared = scorer.score(seqs)
+    ids, mask = left_pad(seqs, scorer.pad_id)
+    with torch.no_grad():
+        whole = torch.sigmoid(scorer(ids, mask))
+    assert torch.allclose(shared, whole, atol=1e-5)

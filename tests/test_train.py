@@ -102,3 +102,40 @@ def test_hard_label_and_probe_variants_train(tiny_model_dir, tmp_path):
     emb_before = probe.stop_embedding.detach().clone()
     train_stop(probe, train, val, TrainConfig(epochs=1, batch_size=16, hard_labels=True), tmp_path / "p", progress=False)
     assert not torch.equal(head_before, probe.head.weight) and torch.equal(emb_before, probe.stop_embedding)
+
+
+def test_training_on_cached_prefix_states_equals_reencoding(tiny_model_dir, tmp_path):
+    """The stage-1 caches are computed once (PrefixStates) instead of every step: same run."""
+    shared = [1, 30, 31, 32, 33, 34, 35, 36, 37, 38]  # a common beginning (the prompt's shared part)
+    train = [LabelRecord(tuple(shared + list(r.prefix_token_ids[1:])), r.soft_label, r.hard_label, r.problem_id)
+             for r in synthetic(64, 4)]
+    val = [LabelRecord(tuple(shared + list(r.prefix_token_ids[1:])), r.soft_label, r.hard_label, r.problem_id)
+           for r in synthetic(24, 5)]
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=16, warmup_steps=1, seed=0)
+    cached = train_stop(make_scorer(tiny_model_dir), train, val, config, tmp_path / "cached", progress=False)
+    plain = train_stop(make_scorer(tiny_model_dir), train, val, config, tmp_path / "plain", progress=False,
+                       cache_bytes=0)
+    for a, b in zip(cached.history, plain.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_mse"] == pytest.approx(b["val_mse"], abs=1e-5)
+    one, two = StopScorer.from_pretrained(cached.best_dir), StopScorer.from_pretrained(plain.best_dir)
+    seqs = [list(r.prefix_token_ids) for r in val]
+    assert torch.allclose(one.score(seqs), two.score(seqs), atol=1e-5)
+
+
+def test_prefix_states_rebuild_the_stage_one_cache(tiny_model_dir):
+    from stoplib.stop import left_pad
+    from stoplib.train import PrefixStates
+
+    scorer = make_scorer(tiny_model_dir)
+    records = [LabelRecord(tuple([1, 9, 9, 9] + [10 + i] * (i % 5 + 1)), 0.5) for i in range(7)]
+    states = PrefixStates(scorer, records, batch_size=3)
+    assert states.shared == 4
+    cache, mask = states.batch([6, 0, 3])
+    ids, full_mask = left_pad([list(records[i].prefix_token_ids) for i in (6, 0, 3)], scorer.pad_id)
+    reference = scorer.encode_prefix(ids, full_mask)
+    # same logits from the assembled cache as from encoding the three prefixes whole
+    with torch.no_grad():
+        got = scorer.score_cache(cache, mask)
+        want = scorer.score_cache(reference, full_mask)
+    assert torch.allclose(got, want, atol=1e-5)

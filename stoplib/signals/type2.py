@@ -344,6 +344,15 @@ class TextVerifier(PrefixScorer):
                                    position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=False)
         return self.head(out.last_hidden_state[:, -1, :]).squeeze(-1).float()
 
+    def encode_shared(self, ids: torch.Tensor) -> Any:
+        return _decoder(self.model)(input_ids=ids, use_cache=True).past_key_values
+
+    def logits_on_cache(self, cache: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1]:]
+        out = _decoder(self.model)(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                   use_cache=True)
+        return self.head(out.last_hidden_state[:, -1, :]).squeeze(-1).float()
+
     def score_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Probabilities (N,) for texts."""
         return self.score([self.encode_text(t) for t in texts], batch_size).cpu().numpy().astype(float)

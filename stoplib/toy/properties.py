@@ -134,7 +134,10 @@ def path_records(
 
 
 def _cause(rec: Mapping[str, Any]) -> str:
-    """Coarse cause of an error path, for the correction diagnosis."""
+    """Coarse cause of an error path, for the correction diagnosis (by error kind for tasks other
+    than the organism's)."""
+    if "wrong_hard_steps" not in rec:
+        return f"{rec['first_error_kind']} error"
     if rec["wrong_hard_steps"] >= 2:
         return "two or more wrong hard steps"
     if rec["first_error_kind"] in ("format", "answer"):
@@ -181,13 +184,13 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "failed_first_wrong_step": dict(
             sorted(Counter(r["first_wrong_step"] for r in failed if r["first_wrong_step"] is not None).items())
         ),
-        "failed_taught_slip_first": (
-            float(np.mean([r["taught_slips"] > 0 for r in failed])) if failed else float("nan")
-        ),
-        "operand_typo_rate": float(np.mean([r["operand_typos"] > 0 for r in records])),
-        "late_slip_rate": float(np.mean([bool(r.get("late_slip")) for r in records])),
         "auroc": {},
     }
+    if "taught_slips" in records[0]:  # the organism's own diagnostics
+        out["failed_taught_slip_first"] = (
+            float(np.mean([r["taught_slips"] > 0 for r in failed])) if failed else float("nan"))
+        out["operand_typo_rate"] = float(np.mean([r["operand_typos"] > 0 for r in records]))
+        out["late_slip_rate"] = float(np.mean([bool(r.get("late_slip")) for r in records]))
     for name in SIGNALS:
         scores = [r[name] for r in records]
         within = within_problem_auroc_detail(scores, correct, groups)

@@ -1,8 +1,10 @@
 """Notebook 00's analyses of a rollout bank: testbed properties and the "why prune early" curve.
 
-For the organism (toy problems) every property of :mod:`stoplib.toy.properties` is measured,
-including the step-checking oracle. For other models only what needs no step checker is
-reported (path length, pass rates, confidence AUROCs).
+For problems of a generated task with a step checker (the organism's chained arithmetic, the
+arithmetic word problems of :mod:`stoplib.tasks.arithmetic`) every property is measured,
+including where failures begin and the step-checking oracle; the organism adds its own
+diagnostics (taught slips, the late sign slip). For benchmark problems only what needs no step
+checker is reported (path length, pass rates, confidence AUROCs).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bank import Bank
-from ..metrics import auroc, within_problem_auroc
-from .properties import band_limits, measure_properties
-from .task import check_path
+from .bank import Bank
+from .metrics import auroc, within_problem_auroc
+from .tasks import Task, task_of
+from .toy.properties import band_limits, measure_properties, prefix_scores, summarize
 
 # The bounds the organism must meet (issue: "Properties it must have at the default prefix length").
 TARGETS: dict[str, tuple[str, float | None, float | None]] = {
@@ -31,8 +33,16 @@ TARGETS: dict[str, tuple[str, float | None, float | None]] = {
 }
 
 
-def _is_toy(bank: Bank) -> bool:
-    return all(bp.problem.kind == "toy" for bp in bank.problems)
+def bank_task(bank: Bank) -> Task | None:
+    """The generated task of every problem of the bank (None for benchmark problems or a mix)."""
+    tasks = {(t.name if (t := task_of(bp.problem)) else None) for bp in bank.problems}
+    return task_of(bank.problems[0].problem) if len(tasks) == 1 and None not in tasks else None
+
+
+def has_step_checker(bank: Bank) -> bool:
+    """Whether the bank's problems come from one generated task with a step checker."""
+    task = bank_task(bank)
+    return task is not None and task.check_path is not None
 
 
 def _texts(bank: Bank, tokenizer: Any) -> list[list[str]]:
@@ -41,17 +51,45 @@ def _texts(bank: Bank, tokenizer: Any) -> list[list[str]]:
 
 def properties(bank: Bank, tokenizer: Any, prefix_len: int) -> dict[str, Any]:
     """Testbed properties of a bank at ``prefix_len`` generated tokens."""
-    if _is_toy(bank):
+    task = bank_task(bank)
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    if task is not None and task.name == "toy":
         texts = _texts(bank, tokenizer)
         paths = [[{"text": t, "token_ids": p.token_ids, "logprobs": p.logprobs} for t, p in zip(ts, bp.paths)]
                  for ts, bp in zip(texts, bank.problems)]
-        props = measure_properties([bp.problem for bp in bank.problems], paths, prefix_len,
-                                   decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+        props = measure_properties([bp.problem for bp in bank.problems], paths, prefix_len, decode=decode)
+    elif task is not None and task.check_path is not None:
+        props = summarize(_checked_records(bank, task, prefix_len, decode))
     else:
         props = _generic_properties(bank, prefix_len)
     confidence = [v["within"] for k, v in props["auroc"].items() if k in ("mean_logprob", "min_logprob", "group_conf")]
     props["best_confidence_within"] = float(np.nanmax(confidence)) if confidence else float("nan")
     return props
+
+
+def _checked_records(bank: Bank, task: Task, prefix_len: int, decode: Any) -> list[dict[str, Any]]:
+    """One record per path (the fields :func:`stoplib.toy.properties.summarize` reads)."""
+    n = bank.n_paths
+    records = []
+    for bp in bank.problems:
+        for path in bp.paths[:n]:
+            text = decode(path.token_ids)
+            prefix_text = decode(path.token_ids[:prefix_len])
+            check = task.check_path(bp.problem, text)
+            err = check.first_error_char
+            rec = {"problem": bp.problem.id, "difficulty": task.difficulty(bp.problem) if task.difficulty else 0.0,
+                   "correct": check.final_correct, "n_tokens": path.generated_tokens, "n_chars": len(text),
+                   "has_wrong_step": check.has_wrong_step, "wrong_then_correct": check.wrong_then_correct,
+                   "first_wrong_step": check.first_wrong_step, "first_error_kind": check.first_error_kind,
+                   "first_wrong_in_prefix": check.first_wrong_char is not None
+                   and check.first_wrong_char < len(prefix_text),
+                   "prefix_has_error": err is not None and err < len(prefix_text),
+                   "n_wrong_steps": check.n_wrong_steps}
+            rec.update(prefix_scores(path.logprobs[:prefix_len]))
+            rec["oracle"] = 0.0 if rec["prefix_has_error"] else 1.0
+            rec["question_only"] = -rec["difficulty"]
+            records.append(rec)
+    return records
 
 
 def _generic_properties(bank: Bank, prefix_len: int) -> dict[str, Any]:
@@ -107,17 +145,18 @@ def flat_metrics(props: dict[str, Any]) -> dict[str, float]:
 
 
 def salvage_curve(bank: Bank, tokenizer: Any, n_points: int = 41) -> dict[str, np.ndarray]:
-    """First-error positions of failed paths and the "why prune early" curve (toy problems).
+    """First-error positions of failed paths and the "why prune early" curve (needs a step checker).
 
     ``doomed_share[t]``: share of failed paths whose first error lies at or before fraction t
     of the path; ``still_salvageable[t]``: P(correct | an error at or before t).
     """
-    if not _is_toy(bank):
-        raise ValueError("the salvage curve needs a step checker: only the organism's toy problems have one")
+    task = bank_task(bank)
+    if task is None or task.check_path is None:
+        raise ValueError("the salvage curve needs a step checker: only generated tasks (stoplib.tasks) have one")
     first, final = [], []
     for bp, texts in zip(bank.problems, _texts(bank, tokenizer)):
         for text in texts:
-            check = check_path(bp.problem, text)
+            check = task.check_path(bp.problem, text)
             err = check.first_error_char
             first.append(np.inf if err is None else err / max(1, len(text)))
             final.append(check.final_correct)
@@ -131,14 +170,23 @@ def salvage_curve(bank: Bank, tokenizer: Any, n_points: int = 41) -> dict[str, n
 
 
 def build_summary(model_path: str | Path) -> dict[str, Any]:
-    """How a model directory was built (the organism's ``build_info.json``), or its config."""
+    """How a model directory was built (the organism's ``build_info.json``, a converted GGUF's
+    ``conversion.json``) and its architecture in a few numbers."""
     model_path = Path(model_path)
+    summary: dict[str, Any] = {}
     info_path = model_path / "build_info.json"
     if info_path.exists():
         info = json.loads(info_path.read_text())
         keep = ("seed", "steps", "final_loss", "wall_time_s", "n_parameters", "parameters")
-        summary = {k: info[k] for k in keep if k in info}
+        summary.update({k: info[k] for k in keep if k in info})
         summary.update({k: v for k, v in info.get("config", {}).items() if k in ("hidden_size", "num_layers", "steps", "lr")})
         return summary
+    if (model_path / "conversion.json").exists():
+        summary.update(json.loads((model_path / "conversion.json").read_text()))
     config_path = model_path / "config.json"
-    return json.loads(config_path.read_text()) if config_path.exists() else {"model": str(model_path)}
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        keys = ("architectures", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                "vocab_size", "max_position_embeddings")
+        summary.update({k: config[k] for k in keys if k in config})
+    return summary or {"model": str(model_path)}
