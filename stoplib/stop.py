@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_PEFT_OF_BASE = "_stoplib_peft_model"  # a base model's PeftModel, shared by every STOP module on it
 FORMAT_VERSION = 1
 
 
@@ -91,7 +92,9 @@ def _decoder(model: nn.Module) -> nn.Module:
 
 
 def _present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
-    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, nn.Linear)}
+    """The names in ``targets`` of the model's linear layers (also when another adapter wraps them)."""
+    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
+             if isinstance(mod, nn.Linear) and not name.endswith(".base_layer") or hasattr(mod, "base_layer")}
     found = [t for t in targets if t in names]
     if not found:
         raise ValueError(f"none of the LoRA target modules {list(targets)} exist in the model (linear layers: {sorted(names)})")
@@ -195,6 +198,7 @@ class StopScorer(PrefixScorer):
         self.stop_embedding = nn.Parameter(init, requires_grad=config.use_adapter)
         self.head = nn.Linear(hidden, 1, dtype=embeddings.dtype, device=embeddings.device)
         self._adapter_is_on = False
+        self.adapter_name = ""
         if config.use_adapter:
             from peft import LoraConfig, get_peft_model
 
@@ -202,8 +206,17 @@ class StopScorer(PrefixScorer):
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                 target_modules=_present_targets(base_model, config.target_modules), bias="none",
             )
-            self.model = get_peft_model(base_model, lora)
-            self._lora_params = [p for n, p in self.model.named_parameters() if "lora_" in n]
+            shared = base_model.__dict__.get(_PEFT_OF_BASE)
+            if shared is None:  # the first STOP module on this base model
+                self.adapter_name = "default"
+                self.model = get_peft_model(base_model, lora)
+                base_model.__dict__[_PEFT_OF_BASE] = self.model  # (not a registered submodule)
+            else:  # another STOP module on the same weights: one more named adapter, no copy of the model
+                self.adapter_name = f"stop{len(shared.peft_config)}"
+                shared.add_adapter(self.adapter_name, lora)
+                self.model = shared
+            marker = f".{self.adapter_name}."
+            self._lora_params = [p for n, p in self.model.named_parameters() if "lora_" in n and marker in n]
             self._set_adapter(False)
         else:
             self.model = base_model
@@ -216,6 +229,7 @@ class StopScorer(PrefixScorer):
         if not self.config.use_adapter:
             return
         if on:
+            self.model.base_model.set_adapter(self.adapter_name)
             self.model.base_model.enable_adapter_layers()
         else:
             self.model.base_model.disable_adapter_layers()
@@ -320,7 +334,13 @@ class StopScorer(PrefixScorer):
                    "stop_embedding": self.stop_embedding.detach().contiguous()}
         save_file({k: v.cpu() for k, v in tensors.items()}, str(directory / "stop_head.safetensors"))
         if self.config.use_adapter:
-            self.model.save_pretrained(str(directory / "adapter"), save_embedding_layers=False)
+            adapter_dir = directory / "adapter"
+            self.model.save_pretrained(str(adapter_dir), selected_adapters=[self.adapter_name],
+                                       save_embedding_layers=False)
+            if self.adapter_name != "default":  # peft saves other names in a subdirectory: keep one layout
+                for f in (adapter_dir / self.adapter_name).iterdir():
+                    f.replace(adapter_dir / f.name)
+                (adapter_dir / self.adapter_name).rmdir()
         return directory
 
     @classmethod
@@ -358,7 +378,8 @@ def _load_adapter(scorer: StopScorer, adapter_dir: Path) -> None:
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
-    result = set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device=str(scorer.device)))
+    result = set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device=str(scorer.device)),
+                                       adapter_name=scorer.adapter_name)
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{adapter_dir}: adapter weights that fit no layer: {result.unexpected_keys[:5]}")
     scorer._set_adapter(False)

@@ -79,6 +79,19 @@ def main_table(bank: Bank, scores: dict[str, list[np.ndarray]], *, n: int, k: in
     return pd.DataFrame(rows)
 
 
+def table_metrics(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """The main table as ``{signal: {accuracy, ci_low, ci_high, cons, tokens_k, reduction_pct,
+    auroc_within}}`` for the metrics file; the no-pruning row has no scores, so no AUROC (None)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for _, row in table.iterrows():
+        values: dict[str, float | None] = {k: float(row[k]) for k in ("accuracy", "ci_low", "ci_high", "cons",
+                                                                    "tokens_k", "reduction_pct", "auroc_within")}
+        if str(row["signal"]).startswith("no pruning"):
+            values["auroc_within"] = None
+        out[str(row["signal"])] = values
+    return out
+
+
 def budget_curve(bank: Bank, signals: dict[str, Signal], *, prefix_len: int, gamma: float = 0.5,
                  ns: Sequence[int] = (2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
     """Cons@N against total tokens at retention gamma = k/N over a range of N (paper Figure 4)."""

@@ -173,3 +173,28 @@ def test_scoring_encodes_a_shared_beginning_once_with_the_same_result(tiny_model
     with torch.no_grad():
         whole = torch.sigmoid(scorer(ids, mask))
     assert torch.allclose(shared, whole, atol=1e-5)
+
+
+def test_stop_modules_share_one_base_model(tiny_model_dir, tmp_path):
+    """Several STOP checkpoints (variants, seeds) load as named adapters on one copy of the model."""
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    seqs = [[1, 5, 6, 7, 8], [1, 9, 9, 9, 9, 9]]
+    plain = model(input_ids=torch.tensor([seqs[0]])).logits
+    dirs = []
+    for seed in (0, 1):
+        own_model, own_tok = load_model_and_tokenizer(tiny_model_dir)
+        torch.manual_seed(seed)
+        scorer = StopScorer(own_model, own_tok, StopConfig(num_tokens=2, lora_r=4, lora_alpha=8,
+                                                          base_model=str(tiny_model_dir)))
+        with torch.no_grad():
+            for p in scorer.trainable_parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        dirs.append((scorer.save_pretrained(tmp_path / f"s{seed}"), scorer.score(seqs)))
+    shared = [StopScorer.from_pretrained(d, model, tok) for d, _ in dirs]
+    assert shared[0].model is shared[1].model  # one model, two adapters
+    for scorer, (_, expected) in zip(shared, dirs):
+        assert torch.allclose(scorer.score(seqs), expected, atol=1e-6)
+    assert torch.allclose(model(input_ids=torch.tensor([seqs[0]])).logits, plain)  # adapters rest disabled
+    again = shared[1].save_pretrained(tmp_path / "again")  # a named adapter saves in the usual layout
+    assert (again / "adapter" / "adapter_config.json").exists()
+    assert torch.allclose(StopScorer.from_pretrained(again).score(seqs), dirs[1][1], atol=1e-6)
