@@ -4,7 +4,7 @@
    problems with ``band`` correct (paper: 4..28 of 32) — neither trivial nor hopeless.
 2. Prefixes: the filtering paths of kept problems, cut at each L in ``prefix_lens`` (paper:
    2048). A path that ends before L gives no prefix at that L. (The paper does not say where
-   its prefixes come from; reusing the filtering rollouts matches its counts, PAPER_SPEC 5.)
+   its prefixes come from; reusing the filtering rollouts matches the counts of its Table 10.)
 3. Monte Carlo rollouts: ``k_rollouts`` continuations of each fixed prefix (paper: 32 at
    T=0.6); soft label = fraction correct. The hard label is the correctness of the original
    path the prefix was cut from (the paper's K=1 ablation). Prefixes of different source paths
@@ -255,6 +255,18 @@ def _run_workers(factory: Callable[[], Engine], todo: list[tuple[Problem, list[i
     run_in_processes(_worker_main, jobs, workers, on_tick=show_progress)
 
 
+def ensure_validation_problem(labels: list[dict], config: LabelConfig) -> None:
+    """With few labelled problems the hash split can leave validation empty (training then has no
+    model selection): the last problem in order goes to validation instead. In place; a no-op
+    whenever the hash split already has a validation problem, or with ``val_fraction=0``."""
+    problems = list(dict.fromkeys(r["problem_id"] for r in labels))
+    if config.val_fraction == 0 or len(problems) < 2 or any(r["split"] == "val" for r in labels):
+        return
+    for r in labels:
+        if r["problem_id"] == problems[-1]:
+            r["split"] = "val"
+
+
 def write_card(out_dir: Path, config: LabelConfig, problem_order: Sequence[str], seconds: float) -> dict[str, Any]:
     """Merge the workers' logs in problem order; write the splits and the dataset card.
 
@@ -265,6 +277,7 @@ def write_card(out_dir: Path, config: LabelConfig, problem_order: Sequence[str],
     filtered = sorted(_read_logs(out_dir, "filter"), key=lambda r: rank.get(r["problem_id"], len(rank)))
     labels = sorted(_read_logs(out_dir, "labels"),
                     key=lambda r: (rank.get(r["problem_id"], len(rank)), r["prefix_len"], r["sample_index"]))
+    ensure_validation_problem(labels, config)
     for name, rows in (("filter", filtered), ("labels", labels), ("train", [r for r in labels if r["split"] == "train"]),
                        ("val", [r for r in labels if r["split"] == "val"])):
         atomic_write_text(out_dir / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

@@ -288,7 +288,7 @@ def replay(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int,
 
     ``check_tokens`` (default 0, the pipeline's accounting) adds that many tokens per checked
     (unfinished) prefix, e.g. ``prefix_len`` to charge an external judge's re-encoding of every
-    prefix, which is what the paper's Type II token counts look like (PAPER_SPEC §7.3).
+    prefix, which is what the paper's Type II token counts in Table 2 look like.
     """
     arrays = bank_arrays(bank)
     if not 1 <= n <= arrays.n_paths:

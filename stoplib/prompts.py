@@ -1,6 +1,6 @@
 """Prompt text per problem kind and prompt token ids per model (chat template or plain encoding).
 
-The paper's zero-shot CoT prompts (PAPER_SPEC §7.2): math problems get ``MATH_INSTRUCTION``;
+The paper's zero-shot CoT prompts (§4.1, Appendix C): math problems get ``MATH_INSTRUCTION``;
 GPQA gets 'Please show your choice in the answer field with only the choice letter, e.g.,
 "ANSWER": "C".' Where the instruction goes is not specified; we append it to the question in the
 user turn (INFERRED), and for multiple choice we list the options as "A) text" lines and name the

@@ -68,8 +68,8 @@ def optimal_retention(budget: ArrayLike, prefix_len: ArrayLike, task_len: ArrayL
 def expected_tokens(n: int, k: int, prefix_len: float, task_len: float) -> float:
     """Cost model: all N paths generate the prefix, the k kept ones run on to ``task_len``.
 
-    Tokens per query = N·L_prefix + k·(L_task − L_prefix) (the paper's token accounting,
-    PAPER_SPEC §7.3). Paths shorter than the prefix are ignored.
+    Tokens per query = N·L_prefix + k·(L_task − L_prefix) (the paper's token accounting, §4.1 and
+    Eq. 5). Paths shorter than the prefix are ignored.
     """
     return n * prefix_len + k * max(task_len - prefix_len, 0.0)
 

@@ -1,6 +1,7 @@
 """STOP (Type IV): a learned [STOP] token, a LoRA critique adapter and a head on a frozen LM.
 
-Two-stage forward, as in the paper (Eq. 4) and the authors' code (PAPER_SPEC 4.2):
+Two-stage forward, as in the paper (§3.2, Eq. 4) and the authors' public code
+(``STOP/src/modeling_harmony.py``, github.com/bijiaxihh/STOP):
 
 1. the prefix (prompt + generated prefix) is encoded by the frozen base model with the
    adapter OFF, giving its KV cache — exactly the cache that generation produced;
@@ -417,7 +418,7 @@ def _base(config: StopConfig, base_model: Any, tokenizer: Any, **load_kwargs: An
 def from_authors_checkpoint(
     directory: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None, **load_kwargs: Any
 ) -> StopScorer:
-    """Load the authors' released layout (PAPER_SPEC 6.2) into a ``StopScorer``.
+    """Load the authors' released layout (their ``finetuning_harmony.py`` output) into a ``StopScorer``.
 
     ``assess_token_config.json`` gives the token ("[ASSESS]") and M; the adapter is the peft
     directory ``adapter/classifier/``; ``classifier_head.pth`` is a 2-way head, converted

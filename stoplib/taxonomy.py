@@ -79,6 +79,15 @@ def main_table(bank: Bank, scores: dict[str, list[np.ndarray]], *, n: int, k: in
     return pd.DataFrame(rows)
 
 
+def selection_bounds(bank: Bank, *, n: int, k: int, prefix_len: int) -> tuple[float, float]:
+    """(worst, best) avg@k|N any signal can reach on this bank: keeping the wrong paths first, or
+    the correct ones (the same replay, with correctness as the score)."""
+    correct = bank.correct_matrix()[:, :n].astype(float)
+    worst = replay(bank, list(-correct), n=n, k=k, prefix_len=prefix_len).avg_kept
+    best = replay(bank, list(correct), n=n, k=k, prefix_len=prefix_len).avg_kept
+    return worst, best
+
+
 def table_metrics(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     """The main table as ``{signal: {accuracy, ci_low, ci_high, cons, tokens_k, reduction_pct,
     auroc_within}}`` for the metrics file; the no-pruning row has no scores, so no AUROC (None)."""

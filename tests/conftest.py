@@ -15,6 +15,14 @@ import pytest
 import torch
 
 @pytest.fixture(autouse=True, scope="session")
+def converted_models_once(tmp_path_factory):
+    """GGUF presets (SmolLM2) are converted once per test session, not once per results root."""
+    if "STOPLIB_MODELS_DIR" not in os.environ:
+        os.environ["STOPLIB_MODELS_DIR"] = str(tmp_path_factory.mktemp("models"))
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny models run fastest on one thread (two threads on a shared 2-core machine thrash)."""
     previous = torch.get_num_threads()

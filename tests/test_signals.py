@@ -154,9 +154,9 @@ def decode_words(ids):
 
 def test_slimsc_hand_example_follows_the_documented_greedy_rule():
     # J(A,B)=1, J(A,C)=2/5, J(A,E)=1/4, J(C,E)=1/5, every pair with D is 0.
-    # round 0: max pair (A,B); means A=B=(1+.4+0+.25)/4 -> tie -> higher index: drop B
-    # round 1: R={A,C,D,E}, max pair (A,C); mean A=.65/3 > mean C=.6/3: drop A
-    # round 2: R={C,D,E}, max pair (C,E); means .1 = .1: drop E;  round 3: (C,D) at 0, tie: drop D
+    # pass 0: max pair (A,B); means A=B=(1+.4+0+.25)/4 -> tie -> higher index: drop B
+    # pass 1: R={A,C,D,E}, max pair (A,C); mean A=.65/3 > mean C=.6/3: drop A
+    # pass 2: R={C,D,E}, max pair (C,E); means .1 = .1: drop E;  pass 3: (C,D) at 0, tie: drop D
     signal = make_signal("slimsc_jaccard", decode=decode_words)
     scores = signal.score(word_paths(HAND))
     np.testing.assert_array_equal(scores, [1, 0, 4, 3, 2])

@@ -13,7 +13,7 @@ sequence re-encoding"). Decoding needs the generator's tokenizer (``tokenizer=``
   ``softmax(logits at the s-th "<extra_0>" position)[1]``, the probability of the positive
   class. The STOP paper's Type II baseline is LaBoR's early pruning with this PRM (App. D.1);
   it does not say how step rewards are aggregated, how steps are cut, or whether the prompt is
-  included (PAPER_SPEC §3.1, §12.1): all three are options here (defaults: min over steps,
+  included (App. C.5, D.1): all three are options here (defaults: min over steps,
   "\\n\\n", prompt included).
 * ``verifier`` — the paper's "Type II-retrain" analogue (App. D, Table 13): an external model
   trained on the same Monte Carlo soft labels as STOP, reading only the text. See

@@ -65,7 +65,7 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
     # The default model of every notebook (shipped in stoplib/toy/weights/small).
     "small": OrganismConfig(),
 }
-#: The session-1 organism: "small" trained on design D3 (no late slip; all-or-nothing MC labels).
+#: The earlier organism: "small" trained on design D3 (no late slip; all-or-nothing MC labels).
 ORGANISM_PRESETS["small_d3"] = dataclasses.replace(ORGANISM_PRESETS["small"], task=D3_SPEC)
 
 

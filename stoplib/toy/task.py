@@ -102,7 +102,7 @@ class ToyTaskSpec:
 
 
 #: Design D3: two hard steps, no late slip. Every failure is decided inside the L=36 prefix, so
-#: Monte Carlo soft labels are all 0 or 1 (the session-1 organism; kept for comparison).
+#: Monte Carlo soft labels are all 0 or 1 (the earlier organism; kept for comparison).
 D3_SPEC = ToyTaskSpec()
 #: The probe's design D2, kept for comparison (its double slips can cancel).
 D2_SPEC = ToyTaskSpec(n_hard=3, a_values=(3, 7, 9), b_values=tuple(range(1, 10)))
