@@ -19,7 +19,7 @@ from .bank import Bank, build_bank, load_bank
 from .config import RunConfig
 from .engines import Engine, make_engine
 from .labels import build_labels
-from .models import model_identity
+from .models import file_hash, model_identity
 from .problems import Problem
 from .stop import StopConfig, StopScorer
 from .store import Store, atomic_write_json, config_hash, read_json
@@ -93,7 +93,10 @@ def inputs_hash(problems: Sequence[Problem], prompts: Sequence[Sequence[int]]) -
 
 def _inputs(config: RunConfig, which: str) -> str:
     """``inputs_hash`` of the train or eval problems of ``config``, computed once per process."""
-    memo = config_hash({"which": which, "config": config, "model": model_identity(config.model_path)})
+    source = config.train_problems if which == "train" else config.benchmark
+    content = file_hash(source) if source and Path(source).is_file() else source  # an edited file recomputes
+    memo = config_hash({"which": which, "config": config, "model": model_identity(config.model_path),
+                        "source": content})
     if memo not in _INPUTS:
         problems = train_problems(config) if which == "train" else eval_problems(config)
         _INPUTS[memo] = inputs_hash(problems, prompts_for(problems, load_tokenizer(config), config))

@@ -269,7 +269,9 @@ def train_stop(
 
     A STOP scorer whose prefix caches fit in ``cache_bytes`` (:class:`PrefixStates`) computes
     them once and trains on them: each step runs only the [STOP] tokens. Otherwise (and for
-    the text verifier, whose adapter acts on every position) every step re-encodes its prefixes.
+    the text verifier, whose adapter acts on every position) every step encodes its prefixes,
+    the beginning a batch shares once (``PrefixScorer.logits``; exact, except that dropout then
+    draws one mask for the shared part of the batch).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,8 +324,8 @@ def train_stop(
             with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
                 if train_states is not None:
                     logits = scorer.score_cache(*train_states.batch(batch), restore=False)
-                else:
-                    logits = scorer(*left_pad([list(r.prefix_token_ids) for r in recs], scorer.pad_id, device))
+                else:  # a beginning the batch shares (system turn, few-shot examples) is encoded once
+                    logits = scorer.logits([list(r.prefix_token_ids) for r in recs])
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
                 (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))

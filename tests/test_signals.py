@@ -407,3 +407,28 @@ def test_full_finetune_verifier_round_trip(tiny_model_dir, tmp_path):
     verifier.save_pretrained(tmp_path / "v")
     reloaded = TextVerifier.from_pretrained(tmp_path / "v")
     torch.testing.assert_close(reloaded.score(probe), verifier.score(probe))
+
+
+def test_verifier_encodes_a_shared_beginning_once_with_the_same_gradients(tiny_model_dir):
+    from stoplib.signals.type2 import TextVerifier, VerifierConfig
+    from stoplib.stop import left_pad
+
+    torch.manual_seed(0)
+    verifier = TextVerifier.from_base(tiny_model_dir, VerifierConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0))
+    with torch.no_grad():
+        for p in verifier.trainable_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    seqs = [[1] + list(range(10, 22)) + [30 + i] * (1 + i % 3) for i in range(5)]  # 13 shared tokens
+    verifier.train()
+
+    def grads(logits):
+        verifier.zero_grad()
+        logits.sum().backward()
+        return [p.grad.clone() for p in verifier.trainable_parameters()]
+
+    shared = verifier.logits(seqs)
+    g_shared = grads(shared)
+    whole = verifier(*left_pad(seqs, verifier.pad_id))
+    g_whole = grads(whole)
+    assert torch.allclose(shared, whole, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_shared, g_whole))

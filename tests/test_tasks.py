@@ -19,7 +19,7 @@ def test_problems_are_deterministic_disjoint_and_graded_by_their_own_solution():
         story = A.Story("Ann", "apples", start, tuple(ops), (0,) * len(ops))
         assert grade(story.solution(), problem).correct
         assert A.check_path(problem, story.solution()).first_wrong_step is None
-    assert {A.difficulty(p) for p in train} == {2.0, 3.0, 4.0}
+    assert {A.difficulty(p) for p in train} == {2.0, 3.0}
     assert all(int(p.answer) >= 0 for p in train)  # never below zero
 
 

@@ -1,6 +1,6 @@
 """STOP's Check served inside vLLM, without forking it: an out-of-tree model (vLLM 0.32).
 
-The authors serve STOP on a patched vLLM (PAPER_SPEC 9.2). Here the same behaviour comes from
+The authors serve STOP on a patched vLLM (their `inference.py`). Here the same behaviour comes from
 vLLM's public extension points only:
 
 - ``register()`` (the ``vllm.general_plugins`` entry point, or called in-process) registers

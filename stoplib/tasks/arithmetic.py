@@ -2,15 +2,13 @@
 
 A problem is a short story whose quantity changes a few times::
 
-    Mia has 7 shells. She finds 5 more. She gives away 3. She finds 8 more.
-    How many shells does Mia have now?
+    Mia has 3 shells. Then Mia gets 4 more. Then Mia gets 2 more. How many shells does Mia have now?
 
 and a solution writes one operation per line, carrying the running value, then the answer::
 
-    7 + 5 = 12
-    12 - 3 = 9
-    9 + 8 = 17
-    The answer is 17.
+    3 + 4 = 7
+    7 + 2 = 9
+    The answer is 9.
 
 The prompt shows a few solved problems as earlier chat turns (:data:`FEW_SHOT`; they come from
 a split the evaluation never uses), which is what makes a 135M-parameter instruct model follow
@@ -43,30 +41,34 @@ SOURCE = "arithmetic"
 SPLITS = ("train", "eval", "demo")
 NAMES = ("Ann", "Ben", "Mia", "Tom", "Zoe", "Sam", "Lily", "Max", "Eva", "Leo", "Nina", "Omar")
 ITEMS = ("apples", "shells", "stamps", "cards", "eggs", "coins", "pens", "books", "marbles", "stickers")
-PRONOUN = {"Ann": "She", "Mia": "She", "Zoe": "She", "Lily": "She", "Eva": "She", "Nina": "She"}
-GAIN = ("finds {v} more", "gets {v} more", "buys {v} more")
+GAIN = ("gets {v} more", "finds {v} more", "buys {v} more")
 LOSS = ("gives away {v}", "loses {v}", "sells {v}")
 
 
 @dataclass(frozen=True)
 class ArithmeticSpec:
-    """The task family: how many operations, how large the numbers, how often a loss."""
+    """The task family: how many operations, how large the numbers, how often a loss, how many
+    ways to say it. The defaults are tuned for SmolLM2-135M-Instruct at T = 0.6 (see the README's
+    testbed table): two or three additions of small numbers, one phrasing."""
 
     min_ops: int = 2
-    max_ops: int = 4
-    max_start: int = 9
-    max_operand: int = 9
-    loss_rate: float = 0.3  # probability that an operation takes away (never below zero)
+    max_ops: int = 3
+    max_start: int = 5
+    max_operand: int = 4
+    loss_rate: float = 0.0  # probability that an operation takes away (never below zero)
+    phrasings: int = 1  # how many of the GAIN / LOSS phrasings are used
     eval_fraction: float = 0.25
     demo_fraction: float = 0.02  # stories reserved for the few-shot demonstrations
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ops <= self.max_ops:
             raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
-        if self.max_start < 1 or self.max_operand < 1:
-            raise ValueError("max_start and max_operand must be >= 1")
+        if self.max_start < 2 or self.max_operand < 1:
+            raise ValueError("need max_start >= 2 and max_operand >= 1")
         if not 0 <= self.loss_rate <= 1:
             raise ValueError(f"loss_rate must be in [0, 1], got {self.loss_rate}")
+        if not 1 <= self.phrasings <= len(GAIN):
+            raise ValueError(f"phrasings must be in 1..{len(GAIN)}, got {self.phrasings}")
 
 
 DEFAULT_SPEC = ArithmeticSpec()
@@ -97,11 +99,10 @@ class Story:
 
     @property
     def question(self) -> str:
-        pronoun = PRONOUN.get(self.name, "He")
         parts = [f"{self.name} has {self.start} {self.item}."]
         for (sign, v), verb in zip(self.ops, self.verbs):
             phrase = (GAIN if sign == "+" else LOSS)[verb].format(v=v)
-            parts.append(f"{pronoun} {phrase}.")
+            parts.append(f"Then {self.name} {phrase}.")
         parts.append(f"How many {self.item} does {self.name} have now?")
         return " ".join(parts)
 
@@ -125,14 +126,14 @@ def split_of(question: str, spec: ArithmeticSpec = DEFAULT_SPEC) -> str:
 
 def _story(rng: np.random.Generator, spec: ArithmeticSpec) -> Story:
     n_ops = int(rng.integers(spec.min_ops, spec.max_ops + 1))
-    x = int(rng.integers(1, spec.max_start + 1))
+    x = int(rng.integers(2, spec.max_start + 1))
     start, ops, verbs = x, [], []
     for _ in range(n_ops):
         v = int(rng.integers(1, spec.max_operand + 1))
         sign = "-" if rng.random() < spec.loss_rate and v <= x else "+"
         x = x + v if sign == "+" else x - v
         ops.append((sign, v))
-        verbs.append(int(rng.integers(len(GAIN))))
+        verbs.append(int(rng.integers(spec.phrasings)))
     return Story(str(rng.choice(NAMES)), str(rng.choice(ITEMS)), start, tuple(ops), tuple(verbs))
 
 
@@ -171,9 +172,10 @@ def make_problems(n: int | None, seed: int = 0, split: str = "eval",
 
 
 def _demo_stories() -> list[Story]:
-    """Three demonstrations with 2, 3 and 4 operations, from the reserved "demo" split."""
+    """Three demonstrations (two with 3 operations, one with 2), from the reserved "demo" split."""
     pool = stories(12, seed=0, split="demo")
-    return [next(s for s in pool if len(s.ops) == k) for k in (2, 3, 4)]
+    threes = [s for s in pool if len(s.ops) == 3]
+    return [threes[0], next(s for s in pool if len(s.ops) == 2), threes[1]]
 
 
 #: The few-shot demonstrations shown as earlier chat turns: (question, solution) pairs.

@@ -1,0 +1,76 @@
+"""resolve(): presets, overrides reaching every stage, validation; stage cache keys by content."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from stoplib import stages
+from stoplib.config import resolve
+from stoplib.problems import save_problems
+from stoplib.store import config_hash
+from stoplib.tasks import arithmetic
+
+
+def test_overrides_reach_every_stage_config():
+    config = resolve("tiny", prefix_len=20, max_new_tokens=150, k_rollouts=3, n_filter=6, epochs=3, lr=2e-3,
+                     lora_r=4, n_paths=6, keep=3)
+    assert config.prefix_len == 20 and config.labels.prefix_lens == (20,)
+    assert config.sampling.max_new_tokens == config.labels.sampling.max_new_tokens == 150
+    assert (config.labels.k_rollouts, config.labels.n_filter, config.labels.band) == (3, 6, (1, 5))
+    assert (config.train.epochs, config.train.lr, config.stop.lora_r, config.stop.lora_alpha) == (3, 2e-3, 4, 8)
+    assert (config.n_paths, config.keep) == (6, 3)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"keep": 9}, "keep=9 must be <= n_paths=8"),
+    ({"prefix_len": 200}, "prefix_len=200 must be below max_new_tokens=200"),
+    ({"n_paths": 0}, "n_paths must be an integer >= 1, got 0"),
+    ({"epochs": 1.5}, "epochs must be an integer >= 1, got 1.5"),
+    ({"lr": 0}, "lr must be in"),
+    ({"workers": 0}, "workers must be an integer >= 1, got 0"),
+    ({"prefix_lenght": 3}, "unknown config fields \\['prefix_lenght'\\]"),
+])
+def test_bad_values_name_the_parameter(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        resolve("tiny", **overrides)
+
+
+def test_bad_scale_engine_seed():
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        resolve("huge")
+    with pytest.raises(ValueError, match="unknown engine 'sglang'"):
+        resolve("tiny", engine="sglang")
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        resolve("tiny", seed=-1)
+
+
+def test_engine_and_prompt_change_the_keys_paths_do_not(tmp_path):
+    hf, vllm = resolve("tiny", engine="hf"), resolve("tiny", engine="vllm")
+    assert config_hash(stages.labels_key(hf)) != config_hash(stages.labels_key(vllm))
+    assert config_hash(stages.bank_key(hf)) != config_hash(stages.bank_key(vllm))
+    # the same organism copied elsewhere: the same keys (content, not path)
+    copy = tmp_path / "organism"
+    shutil.copytree(hf.model_path, copy)
+    moved = resolve("tiny", model=str(copy), benchmark="toy", train_problems="toy", n_train_problems=12,
+                    n_eval_problems=8, prefix_len=36, max_new_tokens=200, batch_size=512, n_filter=8,
+                    k_rollouts=4, prefixes_per_problem=None, n_paths=8, keep=2)
+    assert stages.bank_key(moved)["model"] == stages.bank_key(hf)["model"]
+    assert stages.bank_key(moved)["inputs"] == stages.bank_key(hf)["inputs"]
+    # a different prompt (few-shot examples) changes the inputs' hash
+    few = resolve("tiny", prompt=hf.prompt.__class__(few_shot=(("q", "a"),)))
+    assert stages.bank_key(few)["inputs"] != stages.bank_key(hf)["inputs"]
+
+
+def test_editing_a_problems_file_changes_the_labels_key(tmp_path):
+    path = tmp_path / "problems.jsonl"
+    problems = arithmetic.make_problems(6, split="train")
+    save_problems(problems, path)
+    config = resolve("tiny", train_problems=str(path))
+    before = config_hash(stages.labels_key(config))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["answer"] = "999"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert config_hash(stages.labels_key(config)) != before
