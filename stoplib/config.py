@@ -138,7 +138,7 @@ def resolve(
     labels = LabelConfig(
         n_filter=sizes.n_filter, band=band, prefix_lens=(sizes.prefix_len,), k_rollouts=sizes.k_rollouts,
         sampling=sampling, max_prefixes_per_problem=sizes.prefixes_per_problem,
-        batch_prefixes=max(1, sizes.batch_size // sizes.k_rollouts), model=model, seed=seed,
+        batch_prefixes=max(1, engine_batch(sizes.batch_size, engine) // sizes.k_rollouts), model=model, seed=seed,
     )
     stop = StopConfig(lora_r=sizes.lora_r, lora_alpha=2 * sizes.lora_r, base_model=model_path)
     train = TrainConfig(lr=sizes.lr, epochs=sizes.epochs, batch_size=sizes.train_batch, grad_accum=sizes.grad_accum,
@@ -160,6 +160,16 @@ def resolve(
         config = replace(config, prompt=PromptConfig.for_source(config.benchmark, chat_kwargs=preset.chat_kwargs))
     _check_int("workers", config.workers, 1)
     return config
+
+
+#: Sequences submitted per engine call by dataset construction and the bank with vLLM, which
+#: schedules them itself (the HF engine decodes ``batch_size`` rows at a time).
+VLLM_SUBMIT = 4096
+
+
+def engine_batch(batch_size: int, engine: str) -> int:
+    """Sequences per engine call: the HF engine's batch, or a large submission for vLLM."""
+    return batch_size if engine == "hf" else max(batch_size, VLLM_SUBMIT)
 
 
 def run_name(model: str, engine: str = "hf") -> str:

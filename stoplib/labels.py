@@ -140,8 +140,8 @@ def _label_key(record: dict) -> str:
     return f"{record['problem_id']}|{record['sample_index']}|{record['prefix_len']}"
 
 
-def _group(unit: tuple[str, dict, int]) -> tuple[int, int]:
-    """Rollout units batched together share (prefix length, source sample)."""
+def _order(unit: tuple[str, dict, int]) -> tuple[int, int]:
+    """Rollout units are batched by prefix length, in source-sample order within it."""
     return unit[2], unit[1]["sample_index"]
 
 
@@ -193,19 +193,19 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
     done = {_label_key(r) for r in _read_logs(out_dir, "labels")}
     label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)
     units = [u for u in units if f"{u[0]}|{u[1]['sample_index']}|{u[2]}" not in done]
-    # One (L, source sample) per batch: one max_new_tokens and one rollout seed per engine call.
+    # One prefix length per engine call (one max_new_tokens); the rollout seed goes per prompt.
     batches = []
-    for _, group in itertools.groupby(sorted(units, key=_group), key=_group):
+    for _, group in itertools.groupby(sorted(units, key=_order), key=lambda unit: unit[2]):
         group = list(group)
         batches += [group[i : i + config.batch_prefixes] for i in range(0, len(group), config.batch_prefixes)]
     for part in batches:
-        length, source = part[0][2], part[0][1]["sample_index"]
+        length = part[0][2]
         contexts = [by_id[pid][1] + q["token_ids"][:length] for pid, q, _ in part]
-        rollout = config.sampling.with_(max_new_tokens=max(1, config.sampling.max_new_tokens - length),
-                                        seed=rollout_seed(config.sampling.seed, source))
-        groups = engine.generate(contexts, config.k_rollouts, rollout)
+        seeds = [rollout_seed(config.sampling.seed, q["sample_index"]) for _, q, _ in part]
+        rollout = config.sampling.with_(max_new_tokens=max(1, config.sampling.max_new_tokens - length))
+        groups = engine.generate(contexts, config.k_rollouts, rollout, seeds=seeds)
         records = []
-        for (pid, q, length), context, conts in zip(part, contexts, groups):
+        for (pid, q, length), context, conts, seed in zip(part, contexts, groups, seeds):
             problem, prompt_ids = by_id[pid]
             prefix = q["token_ids"][:length]
             wins = sum(grade(_text(engine, prefix + c.token_ids), problem).correct for c in conts)
@@ -215,7 +215,7 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
                 "problem_id": pid, "sample_index": q["sample_index"], "prefix_len": length,
                 "prefix_token_ids": context, "prompt_len": len(prompt_ids),
                 "Soft_label": wins / len(conts), "Hard_label": int(q["correct"]), "n_rollouts": len(conts),
-                "rollout_tokens": spent, "rollout_seed": rollout.seed,
+                "rollout_tokens": spent, "rollout_seed": seed,
                 "split": split_of(pid, config.val_fraction, config.seed), "model": config.model, "seed": config.seed,
             })
         label_log.extend(records)

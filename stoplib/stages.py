@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from .bank import Bank, build_bank, load_bank
-from .config import RunConfig
+from .config import RunConfig, engine_batch
 from .engines import Engine, make_engine
 from .labels import build_labels
 from .models import file_hash, model_identity
@@ -234,7 +234,8 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
         return load_bank(directory, problems)
     engine = engine or engine_for(config)
     bank = build_bank(engine, problems, prompts_for(problems, engine.tokenizer, config), config.n_paths, config.sampling,
-                      directory, problems_per_call=max(1, config.batch_size // config.n_paths), progress=progress)
+                      directory, problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
+                      progress=progress)
     atomic_write_json(directory / "complete.json", {"problems": len(problems)})
     return bank
 

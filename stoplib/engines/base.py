@@ -143,9 +143,10 @@ class Engine(Protocol):
     tokenizer: Any
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams
+        self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *, seeds: Sequence[int] | None = None
     ) -> list[list[Path]]:
-        """Sample ``n`` complete paths for each prompt (token ids)."""
+        """Sample ``n`` complete paths for each prompt (token ids); ``seeds`` (one per prompt)
+        overrides ``params.seed`` per prompt, so prompts with different seeds share one call."""
         ...
 
     def launch(
