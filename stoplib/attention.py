@@ -225,6 +225,21 @@ def category_table(records: Sequence[dict[str, Any]], *, quantile: float = 0.25,
     return pd.DataFrame(rows)
 
 
+def enrichment_metrics(enrichment: "Any") -> dict[str, Any]:
+    """The enrichment table of :func:`error_step_enrichment` for a metrics file; None where no
+    doomed prefix had a clean counterpart of the same problem (nothing to measure)."""
+    rows = enrichment.set_index("group")
+
+    def value(group: str, column: str = "enrichment") -> float | None:
+        row = rows.loc[group]
+        return float(row[column]) if row["n"] > 0 else None
+
+    diff = "difference (paired)"
+    return {"error_step_enrichment": value("first wrong step, doomed prefix"),
+            "control_enrichment": value("same step, clean prefixes (matched)"), "difference": value(diff),
+            "difference_ci": [value(diff, "ci_low"), value(diff, "ci_high")], "pairs": int(rows.loc[diff, "n"])}
+
+
 def error_step_enrichment(records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0) -> "Any":
     """Does [STOP] attention concentrate on the first erroneous step of a doomed prefix?
 

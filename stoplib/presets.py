@@ -93,13 +93,13 @@ _GENERIC_SIZES = {
 
 # SmolLM2-135M-Instruct on the arithmetic word problems, sized for 2 CPU cores.
 _SMOLLM2_SIZES = {
-    "tiny": Sizes(n_paths=4, keep=2, prefix_len=12, max_new_tokens=48, n_eval_problems=3, batch_size=64,
-                  n_train_problems=6, n_filter=4, prefixes_per_problem=2, k_rollouts=2, epochs=1, lr=5e-4,
+    "tiny": Sizes(n_paths=8, keep=2, prefix_len=20, max_new_tokens=96, n_eval_problems=4, batch_size=64,
+                  n_train_problems=8, n_filter=4, prefixes_per_problem=2, k_rollouts=2, epochs=1, lr=5e-4,
                   train_batch=8, grad_accum=1, lora_r=8, stop_seeds=1, verifier_epochs=1),
-    "small": Sizes(n_paths=32, keep=4, prefix_len=14, max_new_tokens=64, n_eval_problems=48, batch_size=256,
-                   n_train_problems=240, n_filter=8, prefixes_per_problem=4, k_rollouts=4, epochs=8, lr=5e-4,
-                   train_batch=32, grad_accum=1, lora_r=8, stop_seeds=2, verifier_epochs=3),
-    "paper": replace(PAPER_SIZES, prefix_len=14, max_new_tokens=64),
+    "small": Sizes(n_paths=32, keep=4, prefix_len=20, max_new_tokens=96, n_eval_problems=24, batch_size=256,
+                   n_train_problems=120, n_filter=8, prefixes_per_problem=3, k_rollouts=4, epochs=10, lr=5e-4,
+                   train_batch=16, grad_accum=1, lora_r=8, stop_seeds=2, verifier_epochs=3),
+    "paper": replace(PAPER_SIZES, prefix_len=20, max_new_tokens=96),
 }
 
 

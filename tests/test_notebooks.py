@@ -77,10 +77,12 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
             assert 0 <= row["auroc_within"] <= 1, signal
 
     assert m["04"]["prefixes"] > 0 and all(0 <= v <= 1 for v in m["04"]["category_mass"].values())
+    assert m["04"]["pairs"] > 0 and m["04"]["error_step_enrichment"] > 0  # both tasks have a step checker
     assert m["05"]["n_points"] > 0 and m["05"]["task_len"] > 0
 
 
 def check_finite(value, where=""):
+    """Every number is finite (None marks a value a notebook documents as not measurable)."""
     if isinstance(value, float):
         assert math.isfinite(value), where
     elif isinstance(value, dict):

@@ -33,14 +33,28 @@ def problem_7_5_minus3_8():
     return A.to_problem(A.Story("Mia", "shells", 7, (("+", 5), ("-", 3), ("+", 8)), (0, 0, 0)), "eval")
 
 
+GOOD = ["Mia has 7 shells.", "Then Mia gets 5 more: 7 + 5 = 12.", "Then Mia gives away 3: 12 - 3 = 9.",
+        "Then Mia gets 8 more: 9 + 8 = 17.", "The answer is 17."]
+
+
+def edit(**lines):
+    out = list(GOOD)
+    for index, line in lines.items():
+        out[int(index[1:])] = line
+    return "\n".join(line for line in out if line is not None)
+
+
 @pytest.mark.parametrize("text, step, kind, correct", [
-    ("7 + 5 = 12\n12 - 3 = 9\n9 + 8 = 17\nThe answer is 17.", None, None, True),
-    ("7 + 5 = 13\n13 - 3 = 10\n10 + 8 = 18\nThe answer is 18.", 0, "value", False),  # arithmetic slip, carried
-    ("7 + 5 = 12\n12 + 3 = 15\n15 + 8 = 23\nThe answer is 23.", 1, "copy", False),  # wrong operation copied
-    ("7 + 5 = 12\n12 - 3 = 9\nThe answer is 9.", 2, "answer", False),  # a step left out
-    ("7 + 5 = 12\n12 - 3 = 9\n9 + 8 = 17\n17 + 1 = 18\nThe answer is 18.", 3, "format", False),  # a step added
-    ("7 + 5 = 12\n12 - 3 = 9\n9 + 8 = 17\nThe answer is 16.", 3, "answer", False),
-    ("7 + 5 = 13\n12 - 3 = 9\n9 + 8 = 17\nThe answer is 17.", 0, "value", True),  # wrong, then undone
+    ("\n".join(GOOD), None, None, True),
+    (edit(l0="Mia has 6 shells."), 0, "copy", True),  # the start restated wrong, then right again
+    (edit(l1="Then Mia gets 5 more: 7 + 5 = 13.", l2="Then Mia gives away 3: 13 - 3 = 10.",
+          l3="Then Mia gets 8 more: 10 + 8 = 18.", l4="The answer is 18."), 1, "value", False),  # carried
+    (edit(l2="Then Mia gets 3 more: 12 + 3 = 15.", l3="Then Mia gets 8 more: 15 + 8 = 23.",
+          l4="The answer is 23."), 2, "copy", False),  # the wrong operation
+    (edit(l3="The answer is 9.", l4=None), 3, "answer", False),  # a step left out
+    ("\n".join(GOOD[:4] + ["Then Mia gets 1 more: 17 + 1 = 18.", "The answer is 18."]), 4, "format", False),
+    (edit(l4="The answer is 16."), 4, "answer", False),
+    (edit(l1="Then Mia gets 5 more: 7 + 5 = 13.", l2="Then Mia gives away 3: 12 - 3 = 9."), 1, "value", True),
 ])
 def test_check_path_finds_the_first_wrong_step(text, step, kind, correct):
     check = A.check_path(problem_7_5_minus3_8(), text)

@@ -4,11 +4,16 @@ A problem is a short story whose quantity changes a few times::
 
     Mia has 3 shells. Then Mia gets 4 more. Then Mia gets 2 more. How many shells does Mia have now?
 
-and a solution writes one operation per line, carrying the running value, then the answer::
+and a solution restates the start, then writes one line per event with its operation, carrying
+the running value, then the answer::
 
-    3 + 4 = 7
-    7 + 2 = 9
+    Mia has 3 shells.
+    Then Mia gets 4 more: 3 + 4 = 7.
+    Then Mia gets 2 more: 7 + 2 = 9.
     The answer is 9.
+
+Restating each event before computing it is what makes SmolLM2-135M-Instruct copy the right
+numbers (with bare equations it copied a wrong operand in most paths).
 
 The prompt shows a few solved problems as earlier chat turns (:data:`FEW_SHOT`; they come from
 a split the evaluation never uses), which is what makes a 135M-parameter instruct model follow
@@ -108,9 +113,10 @@ class Story:
 
     def solution(self) -> str:
         """The worked solution in the format the prompt teaches."""
-        lines, x = [], self.start
-        for (sign, v), y in zip(self.ops, self.values):
-            lines.append(f"{x} {sign} {v} = {y}")
+        lines, x = [f"{self.name} has {self.start} {self.item}."], self.start
+        for (sign, v), verb, y in zip(self.ops, self.verbs, self.values):
+            phrase = (GAIN if sign == "+" else LOSS)[verb].format(v=v)
+            lines.append(f"Then {self.name} {phrase}: {x} {sign} {v} = {y}.")
             x = y
         lines.append(f"The answer is {self.answer}.")
         return "\n".join(lines)
@@ -185,7 +191,8 @@ FEW_SHOT: tuple[tuple[str, str], ...] = tuple((s.question, s.solution()) for s i
 # ---------------------------------------------------------------------------------------------
 # Checking a generated path.
 
-_LINE_RE = re.compile(r"\s*(-?\d+)\s*([+\-])\s*(\d+)\s*=\s*(-?\d+)\s*")
+_START_RE = re.compile(r"\s*\S.*?\bhas\s+(\d+)\b.*")
+_EQUATION_RE = re.compile(r"(-?\d+)\s*([+\-])\s*(\d+)\s*=\s*(-?\d+)")
 _ANSWER_RE = re.compile(r"\s*the answer is\s*:?\s*\**\s*(-?\d+)\s*\**\s*\.?\s*", re.IGNORECASE)
 
 
@@ -200,13 +207,14 @@ def story_of(problem: Problem) -> tuple[int, list[tuple[str, int]]]:
 def check_path(problem: Problem, text: str) -> StepCheck:
     """Step-level verdict on a generated solution (special tokens removed).
 
-    Line i (0-based) of the solution must read ``x s v = y`` where ``x`` is the previous line's
-    written result (the start value for line 0), ``s v`` is the story's i-th operation and
-    ``y = x s v``. After the last operation comes "The answer is N." with N the last written
-    result. The first line that breaks a rule is the first wrong step: a wrong written result
-    ("value"), a wrong number or sign copied from the story or a broken carry ("copy"), a line
-    that is not an operation or an extra / missing step ("format"), a wrong or missing answer
-    line ("answer"). ``first_error_char`` is where the deviation becomes visible in the text.
+    Step 0 restates the start ("Mia has 3 shells."); step i (1..k) must hold an equation
+    ``x s v = y`` where ``x`` is the previous step's written value (the start for step 1),
+    ``s v`` is the story's i-th operation and ``y = x s v``; step k+1 is "The answer is N." with
+    N the last written value, and nothing may follow it. The first step that breaks a rule is
+    the first wrong step: a wrong written result ("value"), a wrong number or sign copied from
+    the story or a broken carry ("copy"), a line that is not the expected step or an extra /
+    missing step ("format"), a wrong or missing answer ("answer"). ``first_error_char`` is where
+    the deviation becomes visible in the text.
     """
     start, ops = story_of(problem)
     truth = start
@@ -217,65 +225,51 @@ def check_path(problem: Problem, text: str) -> StepCheck:
     answer = extract_answer(text, "integer")
     final_correct = answer is not None and int(answer) == truth
     lines = text.split("\n")
-    prev, pos, n_steps = start, 0, 0
-    first: tuple[int, int, int, str] | None = None
-    wrong = 0
-    for i, line in enumerate(lines + [""] * max(0, len(ops) + 1 - len(lines))):
-        begin = pos
-        pos += len(line) + 1
-        if i < len(ops):
-            m = _LINE_RE.fullmatch(line)
-            if not m:
-                verdict = (begin, "answer" if _ANSWER_RE.fullmatch(line) else "format")
-            else:
-                n_steps += 1
-                x, s, v, y = int(m[1]), m[2], int(m[3]), int(m[4])
-                computed = x + v if s == "+" else x - v
-                if x != prev:
-                    verdict = (begin + m.start(1), "copy")
-                elif (s, v) != ops[i]:
-                    verdict = (begin + m.start(2) if s != ops[i][0] else begin + m.start(3), "copy")
-                elif y != computed:
-                    verdict = (begin + m.start(4), "value")
-                else:
-                    verdict = None
-                prev = y
-            if verdict is not None:
-                wrong += 1
-                first = first or (i, begin, verdict[0], verdict[1])
-                if not m:
-                    break  # later lines cannot be aligned with the story's operations
-            continue
-        if i == len(ops):
-            m = _ANSWER_RE.fullmatch(line)
-            if not m:
-                bad = (begin, "format" if _LINE_RE.fullmatch(line) else "answer")
-            elif int(m[1]) != prev:
-                bad = (begin + m.start(1), "answer")
-            else:
-                bad = None
-            if bad is not None:
-                wrong += 1
-                first = first or (i, begin, bad[0], bad[1])
-            if "\n".join(lines[i + 1:]).strip():
-                wrong += 1
-                first = first or (i + 1, pos, pos, "format")
-            break
+    lines += [""] * max(0, len(ops) + 2 - len(lines))
+    offsets = [sum(len(line) + 1 for line in lines[:i]) for i in range(len(lines))]
+    wrong: list[tuple[int, int, int, str]] = []  # (step, line start, error char, kind)
+    n_steps = 0
+    m = _START_RE.fullmatch(lines[0])
+    if not m:
+        wrong.append((0, 0, 0, "format"))
+        prev = start
+    else:
+        n_steps += 1
+        prev = int(m[1])
+        if prev != start:
+            wrong.append((0, 0, m.start(1), "copy"))
+    for i, (sign, v) in enumerate(ops, start=1):
+        line, begin = lines[i], offsets[i]
+        m = _EQUATION_RE.search(line)
+        if not m:
+            wrong.append((i, begin, begin, "answer" if _ANSWER_RE.fullmatch(line) else "format"))
+            break  # later lines cannot be aligned with the story's operations
+        n_steps += 1
+        x, s, w, y = int(m[1]), m[2], int(m[3]), int(m[4])
+        computed = x + w if s == "+" else x - w
+        if x != prev:
+            wrong.append((i, begin, begin + m.start(1), "copy"))
+        elif (s, w) != (sign, v):
+            wrong.append((i, begin, begin + (m.start(2) if s != sign else m.start(3)), "copy"))
+        elif y != computed:
+            wrong.append((i, begin, begin + m.start(4), "value"))
+        prev = y
+    else:
+        k = len(ops) + 1
+        m = _ANSWER_RE.fullmatch(lines[k])
+        if not m:
+            wrong.append((k, offsets[k], offsets[k], "format" if _EQUATION_RE.search(lines[k]) else "answer"))
+        elif int(m[1]) != prev:
+            wrong.append((k, offsets[k], offsets[k] + m.start(1), "answer"))
+        if "\n".join(lines[k + 1:]).strip():
+            wrong.append((k + 1, offsets[k + 1], offsets[k + 1], "format"))
+    first = wrong[0] if wrong else None
     return StepCheck(
         final_correct=final_correct, answer=answer,
         first_wrong_step=first[0] if first else None, first_wrong_char=first[1] if first else None,
         first_error_char=first[2] if first else None, first_error_kind=first[3] if first else None,
-        n_steps=n_steps, n_wrong_steps=wrong,
+        n_steps=n_steps, n_wrong_steps=len(wrong),
     )
-
-
-def step_spans(problem: Problem, text: str) -> list[tuple[int, int]]:
-    """Character spans (start, end) of the solution's lines, one per written line."""
-    spans, pos = [], 0
-    for line in text.split("\n"):
-        spans.append((pos, pos + len(line)))
-        pos += len(line) + 1
-    return spans
 
 
 def difficulty(problem: Problem) -> float:
