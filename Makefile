@@ -37,7 +37,7 @@ test-fast: install
 	$(BIN)/pytest -q -m "not notebook and not slow"
 
 lab: install
-	$(BIN)/jupyter lab notebooks --allow-root
+	STOPLIB_ROOT=$(CURDIR) $(BIN)/jupyter lab notebooks --allow-root
 
 organism: install
 	$(BIN)/stoplib toy --scale small

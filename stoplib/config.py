@@ -130,6 +130,7 @@ def resolve(
     if not (isinstance(sizes.lr, (int, float)) and 0 < sizes.lr < 1):
         raise ValueError(f"lr must be in (0, 1), got {sizes.lr!r}")
 
+    results_root, figures_dir = project_path(results_root), project_path(figures_dir)
     from .models import materialize
 
     model_path = str(materialize(preset.weights, results_root))
@@ -170,6 +171,14 @@ VLLM_SUBMIT = 4096
 def engine_batch(batch_size: int, engine: str) -> int:
     """Sequences per engine call: the HF engine's batch, or a large submission for vLLM."""
     return batch_size if engine == "hf" else max(batch_size, VLLM_SUBMIT)
+
+
+def project_path(path: str | Path) -> str:
+    """A relative results / figures path taken from ``$STOPLIB_ROOT`` when it is set (``make lab``
+    sets it to the repository, so a notebook opened in JupyterLab, whose kernel starts in
+    ``notebooks/``, uses the same store as ``make reproduce``), else from the working directory."""
+    root = os.environ.get("STOPLIB_ROOT")
+    return str(Path(root) / path) if root and not Path(path).is_absolute() else str(path)
 
 
 def run_name(model: str, engine: str = "hf") -> str:
