@@ -9,6 +9,12 @@ Paths that end before L need no check: they are complete, are kept and vote, and
 take one of the k resume slots (the authors' code does the same; the paper is silent).
 Ties in the top-k go to the lower sample index. Token accounting excludes prompt tokens:
 all N prefixes are paid for, continuations only for resumed paths.
+
+Memory: problems go through Launch -> Check -> Resume in groups of at most
+``max_paths_in_flight`` paths (whole problems), so the engine holds the paused state (the KV
+cache, for the HF engine) of one group at a time; Resume first frees every discarded path's
+state, then continues the kept ones. Groups change no result: each path's randomness is keyed by
+its seed, prompt and sample index, and signals score each problem on its own.
 """
 
 from __future__ import annotations
@@ -112,6 +118,17 @@ def check(engine: Engine, launch: Launch, signal: Signal, problems: Sequence[Pro
     return out
 
 
+def problem_groups(count: int, n: int, max_paths_in_flight: int | None) -> list[range]:
+    """Consecutive groups of problems with at most ``max_paths_in_flight`` paths each (N per problem;
+    at least one problem per group). None: one group."""
+    if max_paths_in_flight is None or count == 0:
+        return [range(count)]
+    if max_paths_in_flight < 1:
+        raise ValueError(f"max_paths_in_flight must be >= 1 or None, got {max_paths_in_flight}")
+    per_group = max(1, max_paths_in_flight // n)
+    return [range(start, min(count, start + per_group)) for start in range(0, count, per_group)]
+
+
 def run_pipeline(
     engine: Engine,
     problems: Sequence[Problem],
@@ -122,12 +139,42 @@ def run_pipeline(
     k: int,
     prefix_len: int,
     params: SamplingParams,
+    max_paths_in_flight: int | None | str = "auto",
 ) -> PipelineResult:
-    """Launch N paths per problem, check with ``signal``, resume the top k, vote."""
+    """Launch N paths per problem, check with ``signal``, resume the top k, vote.
+
+    ``max_paths_in_flight`` bounds the paths launched together (problems are processed in groups
+    of ``max(1, max_paths_in_flight // n)``): peak memory then depends on the group, not on the
+    number of problems. "auto" (default): the engine's ``batch_size`` when it has one, i.e. one
+    engine batch of paths in flight (the HF engine decodes batch by batch anyway, so batches stay
+    as full as before when N divides the batch size), else every problem at once (vLLM manages its
+    own memory). None: every problem at once. The result does not depend on it.
+    """
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
     if not 1 <= k <= n:
         raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if max_paths_in_flight == "auto":
+        max_paths_in_flight = getattr(engine, "batch_size", None)
+    result = PipelineResult()
+    for group in problem_groups(len(problems), n, max_paths_in_flight):
+        result.problems.extend(_run_group(engine, [problems[i] for i in group], [prompts[i] for i in group],
+                                          signal, n=n, k=k, prefix_len=prefix_len, params=params))
+    return result
+
+
+def _run_group(
+    engine: Engine,
+    problems: Sequence[Problem],
+    prompts: Sequence[Sequence[int]],
+    signal: Signal,
+    *,
+    n: int,
+    k: int,
+    prefix_len: int,
+    params: SamplingParams,
+) -> list[ProblemResult]:
+    """Launch -> Check -> Resume -> vote for one group of problems."""
     launch = engine.launch(prompts, n, prefix_len, params)
     scores = check(engine, launch, signal, problems)
     keep = []
@@ -136,8 +183,8 @@ def run_pipeline(
         keep.append(top_k(s[open_rows], [group[i].sample_index for i in open_rows], k))
     prefixes = [[(p.generated_tokens, p.finished) for p in group] for group in launch.paths]
     paused = launch.paths
-    resumed = engine.resume(launch, keep)
-    result = PipelineResult()
+    resumed = engine.resume(launch, keep)  # frees the discarded paths' state first, then continues the kept
+    results = []
     for problem, group, s, done, kept_paths in zip(problems, paused, scores, prefixes, resumed):
         by_index = {p.sample_index: p for p in kept_paths}
         records = []
@@ -152,6 +199,6 @@ def run_pipeline(
         kept = [r for r in records if r.kept]
         vote = majority_vote([r.answer for r in kept], [r.score for r in kept])
         vote_correct = vote is not None and answers_equal(vote, problem.answer, problem.kind)
-        result.problems.append(ProblemResult(problem.id, records, vote, vote_correct,
-                                             tokens=sum(r.generated_tokens for r in records)))
-    return result
+        results.append(ProblemResult(problem.id, records, vote, vote_correct,
+                                     tokens=sum(r.generated_tokens for r in records)))
+    return results

@@ -129,3 +129,84 @@ def test_bad_input_is_rejected(engine, prompts):
         engine.resume(launch, [[0], [], []])
     with pytest.raises(ValueError):
         SamplingParams(top_p=0)
+
+
+# ------------------------------------------------------------------ compaction, seeds, GQA attention, memory
+
+
+def _tokens(groups):
+    return [[p.token_ids for p in g] for g in groups]
+
+
+def test_compaction_does_not_change_paths(tiny_model_dir, prompts, monkeypatch):
+    """Finished rows dropped from the batch: every path is token-identical to lock-step decoding."""
+    import stoplib.engines.hf as hf
+
+    params = SamplingParams(temperature=1.5, top_k=0, top_p=1.0, max_new_tokens=40, seed=7, logprobs=3)
+    plain = HFEngine(tiny_model_dir, batch_size=24, compact=False)
+    compact = HFEngine(tiny_model_dir, batch_size=24)
+    selections = []
+    original = hf.HFEngine._select
+    monkeypatch.setattr(hf.HFEngine, "_select", lambda self, chunk, rows: (selections.append(len(rows)),
+                                                                           original(self, chunk, rows)))
+    a, b = plain.generate(prompts, 8, params), compact.generate(prompts, 8, params)
+    assert _tokens(a) == _tokens(b)
+    for ga, gb in zip(a, b):
+        for pa, pb in zip(ga, gb):
+            np.testing.assert_allclose(pa.logprobs, pb.logprobs, atol=1e-5)
+            assert pa.finish_reason == pb.finish_reason and pa.top_ids.tolist() == pb.top_ids.tolist()
+    lengths = sorted(p.generated_tokens for g in b for p in g)
+    assert lengths[0] < lengths[-1]  # paths of varied length, so that compaction had something to do
+    assert len(selections) >= 2  # ... and it did (no selection at all without compaction)
+    launch = compact.launch(prompts, 8, 20, params)  # Launch -> Resume with compaction on both sides
+    assert _tokens(compact.resume(launch, keep_all(launch))) == _tokens(a)
+
+
+def test_resume_keeps_only_wanted_rows_and_matches(engine, prompts):
+    launch = engine.launch(prompts, 6, 6, SAMPLED)
+    keep = [[5, 0], [], [3]]
+    resumed = engine.resume(launch, keep)
+    full = engine.generate(prompts, 6, SAMPLED)
+    for p, chosen in enumerate(keep):
+        assert [path.token_ids for path in resumed[p]] == [full[p][i].token_ids for i in chosen]
+    assert launch.state is None
+
+
+def test_seeds_per_prompt(engine, prompts):
+    mixed = engine.generate(prompts, 3, SAMPLED, seeds=[5, 9, 5])
+    for p, seed in enumerate([5, 9, 5]):
+        alone = engine.generate(prompts, 3, SAMPLED.with_(seed=seed))[p]
+        assert [x.token_ids for x in mixed[p]] == [x.token_ids for x in alone]
+    assert engine.generate(prompts, 3, SAMPLED, seeds=[SAMPLED.seed] * 3)[0][0].token_ids == \
+        engine.generate(prompts, 3, SAMPLED)[0][0].token_ids
+    with pytest.raises(ValueError, match="seeds"):
+        engine.generate(prompts, 3, SAMPLED, seeds=[1, 2])
+
+
+def test_gqa_attention_is_bit_identical(tiny_model_dir, engine, prompts):
+    """The tiny Llama has 4 query / 2 KV heads: the engine switched it to enable_gqa SDPA."""
+    from stoplib.engines.hf import GQA_SDPA, load_model_and_tokenizer
+
+    assert engine.model.config._attn_implementation == GQA_SDPA
+    reference, _ = load_model_and_tokenizer(tiny_model_dir)
+    assert reference.config._attn_implementation == "sdpa"
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        out = [m(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+               for m in (engine.model, reference)]
+    assert torch.equal(out[0], out[1])
+    plain = HFEngine(reference, engine.tokenizer, batch_size=64, gqa_sdpa=False)
+    assert reference.config._attn_implementation == "sdpa"
+    assert _tokens(plain.generate(prompts, 3, SAMPLED)) == _tokens(engine.generate(prompts, 3, SAMPLED))
+
+
+def test_cache_is_sized_to_its_use(engine, prompts):
+    launch = engine.launch(prompts, 4, 9, SAMPLED)
+    width = max(len(p) for p in prompts)
+    for paths, cache, mask in engine.prefix_states(launch):
+        assert cache.get_seq_length() == mask.shape[1] == width + 9
+        for layer in cache.layers:
+            assert layer.capacity <= width + 9 + 16  # prompt + prefix + Check's slack, not doubled
+    engine.release(launch)

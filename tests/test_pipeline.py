@@ -72,3 +72,39 @@ def test_majority_vote_and_bad_k(setup):
     engine, problems, prompts = setup
     with pytest.raises(ValueError, match="k <= n"):
         run_pipeline(engine, problems, prompts, make_signal("random"), n=2, k=3, prefix_len=4, params=PARAMS)
+
+
+def test_groups_of_problems_give_the_same_result(setup):
+    """Bounded memory: problems in groups of max_paths_in_flight paths, same records as all at once."""
+    from stoplib.pipeline import problem_groups
+
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    runs = [run_pipeline(engine, problems, prompts, signal, n=6, k=2, prefix_len=5, params=PARAMS,
+                         max_paths_in_flight=m) for m in (None, 6, 13, "auto")]
+    def records(result):  # NaN scores (paths that ended before L) compare equal through repr
+        return [[repr(r) for r in p.records] for p in result.problems]
+
+    for other in runs[1:]:
+        assert records(other) == records(runs[0])
+        assert [(p.vote, p.tokens) for p in other.problems] == [(p.vote, p.tokens) for p in runs[0].problems]
+    assert [list(g) for g in problem_groups(5, 6, 13)] == [[0, 1], [2, 3], [4]]
+    assert [list(g) for g in problem_groups(3, 6, 4)] == [[0], [1], [2]]  # at least one problem per group
+    assert [list(g) for g in problem_groups(3, 6, None)] == [[0, 1, 2]]
+
+
+def test_resume_frees_discarded_paths_before_continuing(setup, monkeypatch):
+    """Every chunk drops its discarded rows before any kept row decodes (the paper frees at Check)."""
+    engine, problems, prompts = setup
+    events = []
+    original_select, original_decode = HFEngine._select, HFEngine._decode
+    monkeypatch.setattr(HFEngine, "_select", lambda self, c, rows: (events.append("select"),
+                                                                    original_select(self, c, rows)))
+    monkeypatch.setattr(HFEngine, "_decode", lambda self, c, t, p: (events.append("decode"),
+                                                                    original_decode(self, c, t, p)))
+    small = HFEngine(engine.model, engine.tokenizer, batch_size=4, compact=False)
+    launch = small.launch(prompts, 6, 5, PARAMS)
+    events.clear()
+    small.resume(launch, [[0, 1], [2], [5]])
+    first_decode = events.index("decode")
+    assert events[:first_decode].count("select") >= 3 and "select" not in events[first_decode:]

@@ -8,6 +8,26 @@ Launch stops every row after ``prefix_len`` generated tokens and *encodes the la
 so the paused KV cache covers prompt + whole prefix and the next-token logits are ready:
 a scorer such as STOP can read the cache as is, and Resume samples the next token
 directly, without re-encoding anything.
+
+Speed and memory on real models (e.g. SmolLM2-135M: vocab 49k, 9 query / 3 KV heads):
+
+- sampling restricts top-k/top-p to the top-k candidates when the vocabulary is large
+  (``sampling.FAST_PATH_MIN_VOCAB``); small vocabularies (the organism) keep the reference path;
+- compaction: once at least ``COMPACT_FRACTION`` of a chunk's rows have finished (and a few steps
+  may remain), they are dropped from the batch (cache, mask, logits, keys), so finished paths stop
+  costing compute. Paths are unchanged: the sampler is counter-based per path;
+- grouped-query attention on CPU runs through ``scaled_dot_product_attention(enable_gqa=True)``
+  instead of transformers' copy of every KV head per query head (``repeat_kv``), which dominated
+  a decode step; the outputs are bit-identical (``use_gqa_sdpa``);
+- each chunk's KV cache is sized for what it will hold (``GrowingCache.reserve``): prompt + tokens
+  to generate + ``CACHE_SLACK`` positions for Check's [STOP] tokens; ``generate`` frees each
+  chunk as soon as it is done, and Resume drops every discarded path's state before it continues
+  the kept ones;
+- on CPU (glibc), tensors of ``MMAP_THRESHOLD`` bytes or more get their own mmap
+  (``limit_heap_fragmentation``). By default glibc raises that threshold to 32 MB after the first
+  large free, so every (rows x vocabulary) logits-sized temporary of a decode step went to the
+  heap, where long-lived small allocations in between kept the freed space from being reused or
+  returned: on SmolLM2 the heap grew by ~8 MB per step, to more than the KV cache itself.
 """
 
 from __future__ import annotations
@@ -22,6 +42,22 @@ import torch
 from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
 from .kv import GrowingCache
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
+
+# Drop finished rows from a chunk once at least this fraction of its rows has finished. A decode
+# step costs about rows x (weights + that row's cache) and compaction costs one copy of the kept
+# rows' cache (less than a step's work), so at >= 1/4 of the rows it pays for itself within a
+# couple of steps; it is not tried when fewer than COMPACT_MIN_STEPS steps can remain. Rows whose
+# finishing is rare (e.g. organism prefixes) are never copied for one or two stragglers.
+COMPACT_FRACTION = 0.25
+COMPACT_MIN_STEPS = 4
+# Cache positions reserved beyond the longest sequence a chunk will generate: STOP's Check appends
+# M [STOP] tokens (M=4 by default) to a paused cache and crops them off again.
+CACHE_SLACK = 16
+GQA_SDPA = "stoplib_gqa_sdpa"
+# Allocations of at least this many bytes are served by mmap and returned to the OS when freed (see
+# limit_heap_fragmentation): the logits of 64 rows of a 49k vocabulary are 12.6 MB. Organism-sized
+# tensors stay far below it. Costs a few page faults per large tensor (~1-3% of a SmolLM2 step).
+MMAP_THRESHOLD = 8 << 20
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -66,6 +102,73 @@ def load_model_and_tokenizer(
     return lm, tok
 
 
+def _gqa_sdpa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                        is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, except that with a mask on CPU grouped-query attention goes to
+    ``scaled_dot_product_attention(enable_gqa=True)`` rather than through ``repeat_kv``.
+
+    transformers enables GQA in SDPA only without a mask (a CUDA kernel restriction); otherwise it
+    copies every KV head ``num_key_value_groups`` times per layer and step. On CPU, torch's kernel
+    takes the mask and the grouped heads directly, with bit-identical outputs (checked on shapes
+    from 1 to 600 positions, 1-40 queries, 1-3 KV heads x 2-4 groups; tests/test_engine_hf.py).
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if (attention_mask is not None and query.device.type == "cpu" and getattr(module, "num_key_value_groups", 1) > 1
+            and kwargs.get("position_bias") is None and kwargs.get("cache") is None
+            and not kwargs.get("output_attentions", False)):
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=False,
+            enable_gqa=True,
+        )
+        return out.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  is_causal=is_causal, **kwargs)
+
+
+def use_gqa_sdpa(model: Any) -> bool:
+    """Switch a CPU model that uses SDPA with grouped-query attention to ``_gqa_sdpa_attention``.
+
+    Returns whether it switched. Models without GQA (e.g. the organism), on other devices or with
+    another attention implementation are left alone. The switch changes no output bit, only speed
+    (it applies to everything that runs the model, e.g. a StopScorer sharing it).
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    if not heads or kv_heads >= heads or next(model.parameters()).device.type != "cpu":
+        return False
+    AttentionInterface.register(GQA_SDPA, _gqa_sdpa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_SDPA, sdpa_mask)
+    config._attn_implementation = GQA_SDPA
+    return True
+
+
+def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc serve every allocation of ``threshold`` bytes or more with its own mmap.
+
+    This is process-wide (``mallopt(M_MMAP_THRESHOLD)``, which also turns off glibc's dynamic
+    raising of the threshold). Returns False where it does not apply (not Linux/glibc).
+    """
+    import ctypes
+    import platform
+    import sys
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     gen = getattr(model, "generation_config", None)
@@ -83,7 +186,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 class _Chunk:
     """Decoding state of a batch of rows (engine-private)."""
 
-    paths: list[Path]  # one per row
+    paths: list[Path]  # one per row still in the batch (compaction drops finished rows)
     keys: np.ndarray  # (rows,) uint64 random-stream keys
     cache: Any  # transformers Cache; covers prompt + generated tokens of every row
     mask: torch.Tensor  # (rows, S) attention mask of the cached positions
@@ -96,6 +199,12 @@ class HFEngine:
     >>> engine = HFEngine("path/to/model")                       # doctest: +SKIP
     >>> launch = engine.launch(prompts, n=64, prefix_len=2048, params=SamplingParams())
     >>> kept = engine.resume(launch, keep=[[3, 7], ...])          # only those paths go on
+
+    Speed/memory switches (defaults on; none changes a sampled token): ``compact`` drops finished
+    rows from a batch, ``fast_sampling`` (None: by vocabulary size, False: always the reference
+    full-vocabulary sort) samples among the top-k candidates, ``gqa_sdpa`` runs grouped-query
+    attention without copying KV heads (CPU), ``mmap_threshold`` limits heap fragmentation (CPU,
+    process-wide; None leaves malloc alone). See the module docstring.
     """
 
     name = "hf"
@@ -113,6 +222,10 @@ class HFEngine:
         attn_implementation: str | None = None,
         progress: bool = False,
         growing_cache: bool = True,
+        compact: bool = True,
+        fast_sampling: bool | None = None,
+        gqa_sdpa: bool = True,
+        mmap_threshold: int | None = MMAP_THRESHOLD,
     ) -> None:
         if isinstance(model, (str, FsPath)):
             model, loaded_tok = load_model_and_tokenizer(
@@ -129,16 +242,30 @@ class HFEngine:
         self.batch_size = batch_size
         self.progress = progress
         self.growing_cache = growing_cache  # append in place (stoplib.engines.kv) instead of torch.cat
+        self.compact = compact  # drop finished rows from the batch (COMPACT_FRACTION)
+        self.fast_sampling = fast_sampling  # top-k candidate sampling: None = by vocabulary size
+        if gqa_sdpa:
+            use_gqa_sdpa(self.model)
         self.device = next(model.parameters()).device
+        if mmap_threshold is not None and self.device.type == "cpu":
+            limit_heap_fragmentation(mmap_threshold)  # process-wide; None leaves malloc alone
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else min(self.eos_ids)
         self._eos_tensor = torch.tensor(sorted(self.eos_ids), device=self.device)
 
     # ------------------------------------------------------------------ public API
-    def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams) -> list[list[Path]]:
-        """Sample ``n`` complete paths for each prompt."""
-        launch = self._start(prompts, n, params.max_new_tokens, params)
+    def generate(
+        self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *, seeds: Sequence[int] | None = None
+    ) -> list[list[Path]]:
+        """Sample ``n`` complete paths for each prompt.
+
+        ``seeds`` (optional): one sampling seed per prompt, overriding ``params.seed`` for that
+        prompt's paths (their random streams are keyed by ``stream_key(seeds[p], prompt, i)``), so
+        prompts with different seeds can share one call. The KV cache of each batch is freed as
+        soon as its paths are complete.
+        """
+        launch = self._start(prompts, n, params.max_new_tokens, params, seeds=seeds, keep_state=False)
         for group in launch.paths:
             for path in group:
                 path.prefix_tokens = None
@@ -158,13 +285,27 @@ class HFEngine:
             raise ValueError("this launch was already resumed or released")
         keep = check_keep(launch, keep)
         wanted = {(p, i) for p, group in enumerate(keep) for i in group}
-        for chunk in launch.state:
-            rows = [r for r, path in enumerate(chunk.paths) if (path.prompt_index, path.sample_index) in wanted]
-            if not rows:
-                continue
-            self._select(chunk, rows)
-            self._decode(chunk, launch.params.max_new_tokens, launch.params)
-        self.release(launch)
+        chunks, launch.state = list(launch.state), None
+        # First drop every discarded (or already finished) path from every chunk, freeing their KV
+        # right after Check, before any kept path grows its cache.
+        live = []
+        for c in range(len(chunks)):
+            chunk = chunks[c]
+            chunks[c] = None
+            rows = [r for r, path in enumerate(chunk.paths)
+                    if (path.prompt_index, path.sample_index) in wanted and not path.finished]
+            if rows:
+                self._select(chunk, rows)
+                live.append(chunk)
+            chunk = None
+        max_new = launch.params.max_new_tokens
+        for c in range(len(live)):
+            chunk, live[c] = live[c], None
+            if hasattr(chunk.cache, "reserve"):
+                done = min(path.generated_tokens for path in chunk.paths)
+                chunk.cache.reserve(chunk.mask.shape[1] + max_new - done + CACHE_SLACK)
+            self._decode(chunk, max_new, launch.params)
+            chunk = None  # this chunk's paths are complete: free its cache before the next one grows
         by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
         return [[by_key[(p, i)] for i in group] for p, group in enumerate(keep)]
 
@@ -179,7 +320,8 @@ class HFEngine:
         """Yield (paths, cache, attention_mask) per chunk of a paused launch, for Check.
 
         A scorer may append to the cache but must restore it (``cache.crop(-m)``) before
-        returning; rows follow ``paths``.
+        returning; rows follow ``paths``. Paths that ended before the pause may be missing
+        (compaction dropped them; they need no score), but every unfinished path is there.
         """
         if launch.state is None:
             raise ValueError("this launch was already resumed or released")
@@ -187,26 +329,37 @@ class HFEngine:
             yield chunk.paths, chunk.cache, chunk.mask
 
     # ------------------------------------------------------------------ internals
-    def _start(self, prompts: Sequence[Sequence[int]], n: int, target: int, params: SamplingParams) -> Launch:
+    def _start(self, prompts: Sequence[Sequence[int]], n: int, target: int, params: SamplingParams, *,
+               seeds: Sequence[int] | None = None, keep_state: bool = True) -> Launch:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         prompts = [as_token_ids(p, i) for i, p in enumerate(prompts)]
+        if seeds is None:
+            seeds = [params.seed] * len(prompts)
+        else:
+            seeds = [int(s) for s in seeds]
+            if len(seeds) != len(prompts):
+                raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         rows = [(p, i) for p in range(len(prompts)) for i in range(n)]
         chunks = []
+        paths: list[list[Path]] = [[] for _ in prompts]
         for start in range(0, len(rows), self.batch_size):
             part = rows[start : start + self.batch_size]
-            chunk = self._prefill(prompts, part, params)
-            self._decode(chunk, target, params)
-            chunks.append(chunk)
-        paths: list[list[Path]] = [[] for _ in prompts]
-        for chunk in chunks:
-            for path in chunk.paths:
-                path.prefix_tokens = path.generated_tokens
+            chunk = self._prefill(prompts, part, params, seeds, target)
+            for path in chunk.paths:  # before decoding: compaction drops finished rows from the chunk
                 paths[path.prompt_index].append(path)
-        return Launch(paths=paths, params=params, prefix_len=target, state=chunks)
+            self._decode(chunk, target, params)
+            if keep_state and not all(path.finished for path in chunk.paths):
+                chunks.append(chunk)  # a chunk whose paths all ended has nothing to resume
+            chunk = None  # free a finished chunk before the next prefill
+        for group in paths:
+            for path in group:
+                path.prefix_tokens = path.generated_tokens
+        return Launch(paths=paths, params=params, prefix_len=target, state=chunks if keep_state else None)
 
     @torch.no_grad()
-    def _prefill(self, prompts: list[list[int]], rows: list[tuple[int, int]], params: SamplingParams) -> _Chunk:
+    def _prefill(self, prompts: list[list[int]], rows: list[tuple[int, int]], params: SamplingParams,
+                 seeds: list[int], target: int) -> _Chunk:
         unique = sorted({p for p, _ in rows})
         width = max(len(prompts[p]) for p in unique)
         ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
@@ -215,15 +368,17 @@ class HFEngine:
             ids[r, width - len(prompts[p]):] = torch.tensor(prompts[p])
             mask[r, width - len(prompts[p]):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
+        # capacity for everything this chunk will hold: prompt, the tokens to generate, Check's slack
+        cache = GrowingCache(max_length=width + target + CACHE_SLACK) if self.growing_cache else None
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            past_key_values=GrowingCache() if self.growing_cache else None, use_cache=True, logits_to_keep=1,
+            past_key_values=cache, use_cache=True, logits_to_keep=1,
         )
         cache = out.past_key_values
         index = torch.tensor([unique.index(p) for p, _ in rows], device=self.device)
         if len(unique) != len(rows) or not torch.equal(index, torch.arange(len(rows), device=self.device)):
             cache.batch_select_indices(index)
-        keys = np.array([stream_key(params.seed, prompts[p], i) for p, i in rows], dtype=np.uint64)
+        keys = np.array([stream_key(seeds[p], prompts[p], i) for p, i in rows], dtype=np.uint64)
         paths = [Path(prompt_index=p, sample_index=i, prompt_ids=prompts[p]) for p, i in rows]
         return _Chunk(paths=paths, keys=keys, cache=cache, mask=mask[index], next_logits=out.logits[index, -1, :])
 
@@ -242,23 +397,31 @@ class HFEngine:
         """Extend every unfinished row until it stops or has ``target`` generated tokens.
 
         All unfinished rows of a chunk have the same length, so they advance in lock-step.
-        Rows that need no token are fed padding with a zero attention mask.
+        Rows that need no token are fed padding with a zero attention mask, until enough of them
+        have finished that compaction drops them from the chunk (``COMPACT_FRACTION``).
         """
-        paths, max_new = chunk.paths, params.max_new_tokens
+        max_new = params.max_new_tokens
         steps: list[tuple[np.ndarray, ...]] = []  # per step: (emitted mask, tokens, stats...)
         steps_iter = range(target)
         if self.progress:
             from tqdm.auto import tqdm
 
             steps_iter = tqdm(steps_iter, desc="decode", leave=False)
-        finished = np.array([p.finished for p in paths])
-        lengths = np.array([p.generated_tokens for p in paths])
+        finished = np.array([p.finished for p in chunk.paths], dtype=bool)
+        lengths = np.array([p.generated_tokens for p in chunk.paths])
         for _ in steps_iter:
             emit = ~finished & (lengths < target)
             if not emit.any():
                 break
+            if self.compact and self._worth_compacting(emit, target - int(lengths[emit].min())):
+                self._append(chunk.paths, steps, max_new)  # the buffers follow the rows: flush them first
+                steps = []
+                rows = np.flatnonzero(emit)
+                self._select(chunk, rows.tolist())
+                finished, lengths, emit = finished[rows], lengths[rows], emit[rows]
             u = uniforms(chunk.keys, lengths)
-            tokens = sample_tokens(chunk.next_logits, u, params.temperature, params.top_k, params.top_p)
+            tokens = sample_tokens(chunk.next_logits, u, params.temperature, params.top_k, params.top_p,
+                                   fast=self.fast_sampling)
             tokens = torch.where(torch.as_tensor(emit, device=self.device), tokens,
                                  torch.full_like(tokens, self.pad_id))
             stats = token_stats(chunk.next_logits, tokens, params.logprobs)
@@ -279,7 +442,14 @@ class HFEngine:
             )
             chunk.cache = out.past_key_values
             chunk.next_logits = out.logits[:, -1, :]
-        self._append(paths, steps, max_new)
+            del out
+        self._append(chunk.paths, steps, max_new)
+
+    @staticmethod
+    def _worth_compacting(emit: np.ndarray, steps_left: int) -> bool:
+        """Drop the rows that emit no more tokens? (see COMPACT_FRACTION)"""
+        idle = len(emit) - int(emit.sum())
+        return idle > 0 and idle >= COMPACT_FRACTION * len(emit) and steps_left >= COMPACT_MIN_STEPS
 
     def _append(self, paths: list[Path], steps: list[tuple[np.ndarray, ...]], max_new: int) -> None:
         """Move the per-step buffers into the paths, and set finish reasons."""

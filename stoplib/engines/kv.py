@@ -4,6 +4,13 @@
 per path). ``GrowingCache`` keeps per-layer buffers with spare capacity (doubling when full),
 so appending a token writes only that token. It behaves like a ``DynamicCache`` for the
 model and for ``crop`` / ``batch_select_indices``, which the engine and STOP's Check use.
+
+Memory: ``reserve(max_length)`` caps the capacity at the longest sequence the owner will
+need (the engine knows it: prompt width + tokens to generate + a little slack for Check), so
+doubling never allocates far past what is used; and ``batch_select_indices`` copies only the
+filled positions (the capacity beyond stays untouched, hence not resident, for large buffers).
+Growing or selecting replaces one layer's buffers at a time, so the transient extra memory is
+one layer's worth, not a second copy of the whole cache.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 class GrowingLayer(DynamicLayer):
     """A ``DynamicLayer`` whose keys/values are views of a buffer with spare capacity."""
+
+    max_length: int | None = None  # cap on the capacity when growing (set by GrowingCache.reserve)
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -38,6 +47,10 @@ class GrowingLayer(DynamicLayer):
     def values(self, value: torch.Tensor | None) -> None:
         self._v = value
 
+    @property
+    def capacity(self) -> int:
+        return self._k.shape[-2] if getattr(self, "_k", None) is not None and self._k.dim() == 4 else 0
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
@@ -49,9 +62,15 @@ class GrowingLayer(DynamicLayer):
         self._len += n
         return self.keys, self.values
 
+    def _capacity_for(self, needed: int) -> int:
+        capacity = max(64, 2 * needed)
+        if self.max_length is not None and needed <= self.max_length:
+            capacity = min(capacity, self.max_length)
+        return max(capacity, needed)
+
     def _grow(self, key_states: torch.Tensor, value_states: torch.Tensor, needed: int) -> None:
         b, h, _, d = key_states.shape
-        capacity = max(64, 2 * needed)
+        capacity = self._capacity_for(needed)
         k = key_states.new_empty((b, h, capacity, d))
         v = value_states.new_empty((b, h, capacity, value_states.shape[-1]))
         if self._k is not None and self._k.dim() == 4 and self._len:
@@ -67,9 +86,17 @@ class GrowingLayer(DynamicLayer):
             raise ValueError("crop takes a negative number of tokens to remove")
         self._len = max(0, self._len + tokens_to_remove)
 
+    def _select(self, buffer: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Rows ``indices`` of ``buffer`` in a new buffer of the same capacity; only the filled
+        positions are copied."""
+        out = buffer.new_empty((len(indices),) + tuple(buffer.shape[1:]))
+        out[..., : self._len, :] = buffer[indices, :, : self._len]
+        return out
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.get_seq_length() > 0:
-            self._k, self._v = self._k[indices], self._v[indices]
+            self._k = self._select(self._k, indices)
+            self._v = self._select(self._v, indices)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         if self.get_seq_length() > 0:
@@ -78,7 +105,34 @@ class GrowingLayer(DynamicLayer):
 
 
 class GrowingCache(DynamicCache):
-    """A ``DynamicCache`` made of ``GrowingLayer``s (pass it as ``past_key_values``)."""
+    """A ``DynamicCache`` made of ``GrowingLayer``s (pass it as ``past_key_values``).
 
-    def __init__(self) -> None:
+    ``max_length`` (optional): the longest sequence this cache will hold, see ``reserve``.
+    """
+
+    def __init__(self, max_length: int | None = None) -> None:
         Cache.__init__(self, layer_class_to_replicate=GrowingLayer)
+        self.max_length = max_length
+
+    def reserve(self, max_length: int | None) -> None:
+        """Cap future growth at ``max_length`` positions (None: plain doubling). Appending past
+        it still works (the buffers double from there)."""
+        self.max_length = max_length
+        for layer in self.layers:
+            layer.max_length = max_length
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        while len(self.layers) <= layer_idx:
+            layer = GrowingLayer()
+            layer.max_length = self.max_length
+            self.layers.append(layer)
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    def nbytes(self) -> int:
+        """Bytes allocated by the key/value buffers (capacity included)."""
+        total = 0
+        for layer in self.layers:
+            for buf in (getattr(layer, "_k", None), getattr(layer, "_v", None)):
+                if buf is not None:
+                    total += buf.numel() * buf.element_size()
+        return total
