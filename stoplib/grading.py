@@ -21,6 +21,7 @@ without a limit (math-verify would raise otherwise), and a pathological predicti
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -233,3 +234,32 @@ def grade(text: str, problem: Problem) -> Grade:
     if answer is None:
         return Grade(answer=None, correct=False)
     return Grade(answer=answer, correct=answers_equal(answer, problem.answer, problem.kind))
+
+
+def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None = None,
+                  kind: str | None = None) -> str | None:
+    """The most frequent answer (None: no answer), counting equivalent answers as one.
+
+    ``kind`` (a problem kind) groups answers by the grader's equivalence
+    (:func:`answer_classes`: "033", "33" and "33." are one answer); without it
+    answers are compared as strings. Ties go to the answer with the higher best score, then to
+    the one seen first. Returns the first-seen member of the winning group.
+    """
+    if kind is None:
+        classes = [None if a is None else a for a in answers]
+    else:
+        classes = answer_classes(answers, kind)
+    counts: dict[object, int] = {}
+    best_score: dict[object, float] = {}
+    first: dict[object, int] = {}
+    for i, c in enumerate(classes):
+        if c is None:
+            continue
+        counts[c] = counts.get(c, 0) + 1
+        s = -math.inf if scores is None or math.isnan(scores[i]) else float(scores[i])
+        best_score[c] = max(best_score.get(c, -math.inf), s)
+        first.setdefault(c, i)
+    if not counts:
+        return None
+    winner = max(counts, key=lambda c: (counts[c], best_score[c], -first[c]))
+    return answers[first[winner]]

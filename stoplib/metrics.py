@@ -14,6 +14,8 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+from .grading import majority_vote
+
 
 def _as_arrays(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=float).reshape(-1)
@@ -179,37 +181,6 @@ def _top_k_mask(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (p, n)), axis=-1)
     return eligible & (rank < k)
-
-
-def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None = None,
-                  kind: str | None = None) -> str | None:
-    """The most frequent answer (None: no answer), counting equivalent answers as one.
-
-    ``kind`` (a problem kind) groups answers by the grader's equivalence
-    (:func:`stoplib.grading.answer_classes`: "033", "33" and "33." are one answer); without it
-    answers are compared as strings. Ties go to the answer with the higher best score, then to
-    the one seen first. Returns the first-seen member of the winning group.
-    """
-    if kind is None:
-        classes = [None if a is None else a for a in answers]
-    else:
-        from .grading import answer_classes
-
-        classes = answer_classes(answers, kind)
-    counts: dict[Any, int] = {}
-    best_score: dict[Any, float] = {}
-    first: dict[Any, int] = {}
-    for i, c in enumerate(classes):
-        if c is None:
-            continue
-        counts[c] = counts.get(c, 0) + 1
-        s = -np.inf if scores is None or np.isnan(scores[i]) else float(scores[i])
-        best_score[c] = max(best_score.get(c, -np.inf), s)
-        first.setdefault(c, i)
-    if not counts:
-        return None
-    winner = max(counts, key=lambda c: (counts[c], best_score[c], -first[c]))
-    return answers[first[winner]]
 
 
 def _vote(answers: Sequence[str | None], correct: np.ndarray, rows: np.ndarray,

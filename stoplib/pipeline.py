@@ -19,14 +19,13 @@ its seed, prompt and sample index, and signals score each problem on its own.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .engines.base import Engine, Launch, Path, SamplingParams
-from .grading import answers_equal, grade
+from .grading import answers_equal, grade, majority_vote
 from .problems import Problem
 from .signals.base import Signal, top_k
 
@@ -82,23 +81,6 @@ class PipelineResult:
     @property
     def tokens(self) -> int:
         return int(sum(p.tokens for p in self.problems))
-
-
-def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None = None) -> str | None:
-    """Most frequent non-empty answer; ties go to the answer with the higher best score, then to
-    the answer seen first."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    best_score: dict[str, float] = {}
-    first: dict[str, int] = {}
-    for i, a in enumerate(answers):
-        if a is None:
-            continue
-        s = -np.inf if scores is None or np.isnan(scores[i]) else float(scores[i])
-        best_score[a] = max(best_score.get(a, -np.inf), s)
-        first.setdefault(a, i)
-    return max(counts, key=lambda a: (counts[a], best_score[a], -first[a]))
 
 
 def check(engine: Engine, launch: Launch, signal: Signal, problems: Sequence[Problem]) -> list[np.ndarray]:
@@ -197,7 +179,7 @@ def _run_group(
                 rec.answer, rec.correct = g.answer, g.correct
             records.append(rec)
         kept = [r for r in records if r.kept]
-        vote = majority_vote([r.answer for r in kept], [r.score for r in kept])
+        vote = majority_vote([r.answer for r in kept], [r.score for r in kept], problem.kind)
         vote_correct = vote is not None and answers_equal(vote, problem.answer, problem.kind)
         results.append(ProblemResult(problem.id, records, vote, vote_correct,
                                      tokens=sum(r.generated_tokens for r in records)))

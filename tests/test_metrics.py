@@ -14,7 +14,8 @@ from stoplib.engines.base import Path, SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
 from stoplib.metrics import (bank_arrays, bank_pass_at_k, bootstrap_ci, no_pruning, paired_bootstrap_ci, pass_at_k,
                              replay, replay_grid, score_bank, signal_auroc)
-from stoplib.pipeline import majority_vote, run_pipeline
+from stoplib.grading import majority_vote
+from stoplib.pipeline import run_pipeline
 from stoplib.problems import Problem
 from stoplib.signals import make_signal, top_k
 from stoplib.signals import type1  # noqa: F401  (registers slimsc_jaccard until signals/__init__ imports it)
@@ -193,7 +194,7 @@ def test_replay_grid_and_score_bank_for_set_dependent_signals(tiny_model_dir, tm
 
 
 def test_votes_count_equivalent_answers_as_one():
-    from stoplib.metrics import majority_vote
+    from stoplib.grading import majority_vote
 
     # "33", "033" and "33." are one answer for math: 3 votes against 2
     assert majority_vote(["12", "33", "12", "033", "33."], kind="math") == "33"

@@ -8,7 +8,9 @@ import torch
 
 from stoplib.engines.base import SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
-from stoplib.pipeline import majority_vote, run_pipeline
+from stoplib.engines.base import Launch, Path
+from stoplib.grading import majority_vote
+from stoplib.pipeline import run_pipeline
 from stoplib.problems import Problem
 from stoplib.signals import make_signal, top_k
 from stoplib.signals.type4 import StopSignal
@@ -108,3 +110,35 @@ def test_resume_frees_discarded_paths_before_continuing(setup, monkeypatch):
     small.resume(launch, [[0, 1], [2], [5]])
     first_decode = events.index("decode")
     assert events[:first_decode].count("select") >= 3 and "select" not in events[first_decode:]
+
+
+class ScriptedEngine:
+    """An engine whose paths are fixed texts that all end before Check (a test double of the model)."""
+
+    name = "scripted"
+
+    def __init__(self, texts):
+        self.texts = texts
+        self.tokenizer = self
+
+    def decode(self, ids, skip_special_tokens=True):
+        return self.texts[ids[0]]
+
+    def launch(self, prompts, n, prefix_len, params):
+        paths = [[Path(p, i, list(prompt), token_ids=[i], finish_reason="stop") for i in range(n)]
+                 for p, prompt in enumerate(prompts)]
+        return Launch(paths=paths, params=params, prefix_len=prefix_len, state=None)
+
+    def resume(self, launch, keep):
+        return [[] for _ in keep]
+
+
+def test_online_vote_counts_equivalent_answers_as_one():
+    """"033", "33" and "33.0" are one answer (3 votes) against "12" (2 votes); as raw strings "12" won."""
+    texts = ["\\boxed{033}", "\\boxed{12}", "\\boxed{33}", "\\boxed{12}", "\\boxed{33.0}"]
+    problem = Problem(id="q", prompt="?", answer="33", kind="math", source="test")
+    result = run_pipeline(ScriptedEngine(texts), [problem], [[1, 2]], make_signal("random"), n=5, k=2,
+                          prefix_len=4, params=PARAMS, max_paths_in_flight=None)
+    (only,) = result.problems
+    assert all(r.kept for r in only.records) and [r.answer for r in only.records] == ["033", "12", "33", "12", "33.0"]
+    assert only.vote == "033" and only.vote_correct
