@@ -21,7 +21,7 @@ from .metrics import auroc, within_problem_auroc
 from .tasks import Task, task_of
 from .toy.properties import band_limits, measure_properties, prefix_scores, summarize
 
-# The bounds the organism must meet (issue: "Properties it must have at the default prefix length").
+# The design targets of a pruning testbed at its prefix length (the organism was built to meet them).
 TARGETS: dict[str, tuple[str, float | None, float | None]] = {
     "mean_tokens": ("typical path length (tokens)", 100, None),
     "pass_at_1": ("mean pass@1", 0.25, 0.75),
@@ -30,6 +30,11 @@ TARGETS: dict[str, tuple[str, float | None, float | None]] = {
     "wrong_then_correct": ("paths with a wrong step that still end correct", None, 0.10),
     "auroc.oracle.within": ("oracle 'prefix has a wrong step', within-problem AUROC", 0.75, None),
     "best_confidence_within": ("best token-confidence AUROC within problems", 0.55, 0.85),
+}
+# Reported beside the targets, without bounds: what limits any within-problem signal.
+DIAGNOSTICS: dict[str, str] = {
+    "distinct_prefixes": "distinct prefixes per problem (of its paths)",
+    "prefix_fraction": "prefix length / mean path length",
 }
 
 
@@ -64,7 +69,19 @@ def properties(bank: Bank, tokenizer: Any, prefix_len: int) -> dict[str, Any]:
         props = _generic_properties(bank, prefix_len)
     confidence = [v["within"] for k, v in props["auroc"].items() if k in ("mean_logprob", "min_logprob", "group_conf")]
     props["best_confidence_within"] = float(np.nanmax(confidence)) if confidence else float("nan")
+    props["distinct_prefixes"] = distinct_prefixes(bank, prefix_len)
+    props.setdefault("prefix_fraction", prefix_len / props["mean_tokens"] if props.get("mean_tokens") else float("nan"))
     return props
+
+
+def distinct_prefixes(bank: Bank, prefix_len: int) -> float:
+    """Mean number of distinct ``prefix_len``-token prefixes among a problem's paths.
+
+    Paths with the same prefix get the same score from any prefix signal, so when a problem has
+    one or two distinct prefixes, no signal can rank its paths much better than chance.
+    """
+    n = bank.n_paths
+    return float(np.mean([len({tuple(p.token_ids[:prefix_len]) for p in bp.paths[:n]}) for bp in bank.problems]))
 
 
 def _checked_records(bank: Bank, task: Task, prefix_len: int, decode: Any) -> list[dict[str, Any]]:
@@ -129,6 +146,9 @@ def property_table(props: dict[str, Any]) -> pd.DataFrame:
         bound = " and ".join(s for s in (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "") if s)
         met = not np.isnan(value) and (low is None or value >= low) and (high is None or value <= high)
         rows.append({"property": label, "value": round(value, 3), "required": bound, "met": bool(met)})
+    for key, label in DIAGNOSTICS.items():
+        if key in props:
+            rows.append({"property": label, "value": round(float(props[key]), 3), "required": "", "met": None})
     for name, v in props.get("auroc", {}).items():
         rows.append({"property": f"AUROC {name} (pooled / within)",
                      "value": f"{v['pooled']:.3f} / {v['within']:.3f}", "required": "", "met": None})
