@@ -1,11 +1,24 @@
-"""Online pipeline vs no pruning: do token savings show up as time savings? (ratios in one run)
+"""Online pipeline vs no pruning, per engine: tokens, time and accuracy (ratios within one run).
 
-On the organism: 64 paths per problem pruned to 8 at L = 36 with a signal, against running all 64
-to completion. The pipeline's token count is compared with what the replay accounting predicts on
-the very same paths (the engine's counter-based sampling makes the pipeline's paths equal to the
-uninterrupted ones), and its wall time ratio with the token ratio.
+N paths per problem pruned to k at L with a signal, against running all N to completion, at the
+sizes of the model preset's ``small`` scale (organism: 64 -> 8 at L = 36; SmolLM2: 32 -> 4 at
+L = 20) on its held-out problems.
 
-    python bench/pipeline.py [--problems 16] [--signal random]
+- HF engine: counter-based sampling makes the pipeline's paths equal to the uninterrupted ones,
+  so the pipeline's token count must equal what the replay accounting predicts on the
+  uninterrupted paths with the pipeline's kept set, exactly.
+- vLLM engine: a resumed path continues with a fresh seed (so its continuation differs from the
+  uninterrupted path), and the check is against vLLM's own count of the tokens it returned
+  (``VLLMEngine.generated_tokens``): it must equal the pipeline's accounting (N prefixes + the
+  continuations of the kept paths).
+- With ``--engine both`` (needs vLLM) the two engines' accuracies (avg@k|N and avg@N) are compared
+  per problem, with a 95% bootstrap interval of the mean difference (scipy.stats.bootstrap): the
+  engines sample different paths, so they should agree within that interval.
+
+    python bench/pipeline.py [--model toy] [--engine hf] [--problems 16] [--signal mean_logprob]
+    .venv-vllm/bin/python bench/pipeline.py --model smollm2-135m --engine both --problems 24
+
+The last line prints the ratios.
 """
 
 from __future__ import annotations
@@ -18,54 +31,87 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from scipy.stats import bootstrap  # noqa: E402
 
-from stoplib.config import resolve  # noqa: E402
-from stoplib.engines.hf import HFEngine  # noqa: E402
+from stoplib import stages  # noqa: E402
+from stoplib.config import RunConfig, resolve  # noqa: E402
 from stoplib.grading import grade  # noqa: E402
-from stoplib.pipeline import run_pipeline  # noqa: E402
-from stoplib.prompts import build_prompt_ids  # noqa: E402
+from stoplib.pipeline import PipelineResult, run_pipeline  # noqa: E402
 from stoplib.signals import make_signal  # noqa: E402
-from stoplib.toy.task import make_problems  # noqa: E402
+
+
+def run_engine(config: RunConfig, n: int, k: int, problems: int, signal_name: str) -> dict:
+    """No pruning and the pipeline on one engine; returns tokens, times and per-problem accuracies."""
+    engine = stages.engine_for(config, **({"in_process": True} if config.engine == "vllm" else {}))
+    chosen = stages.eval_problems(config)[:problems]
+    prompts = stages.prompts_for(chosen, engine.tokenizer, config)
+    params, L = config.sampling, config.prefix_len
+    engine.generate(prompts[:1], 2, params)  # warm-up
+
+    start = time.perf_counter()
+    full = engine.generate(prompts, n, params)
+    t_full = time.perf_counter() - start
+    tokens_full = sum(p.generated_tokens for g in full for p in g)
+
+    counted_before = getattr(engine, "generated_tokens", None)
+    start = time.perf_counter()
+    result: PipelineResult = run_pipeline(engine, chosen, prompts, make_signal(signal_name), n=n, k=k,
+                                          prefix_len=L, params=params)
+    t_pipe = time.perf_counter() - start
+    if counted_before is not None:  # vLLM: the tokens it returned during the pipeline
+        reference, what = engine.generated_tokens - counted_before, "tokens vLLM returned"
+    else:  # HF: the replay accounting on the uninterrupted paths, with the pipeline's kept set
+        reference, what = 0, "replay accounting on the uninterrupted paths"
+        for group, pr in zip(full, result.problems):
+            kept = {r.sample_index for r in pr.records if r.kept}
+            reference += sum(p.generated_tokens if p.sample_index in kept else min(L, p.generated_tokens) for p in group)
+    decode = lambda p: engine.tokenizer.decode(p.token_ids, skip_special_tokens=True)  # noqa: E731
+    avg_full = [float(np.mean([grade(decode(p), problem).correct for p in group])) for problem, group in zip(chosen, full)]
+    avg_kept = [float(np.mean([r.correct for r in pr.records if r.kept])) for pr in result.problems]
+    hit = getattr(engine, "prefix_cache_hit_rate", None)
+    print(f"[{config.engine}] no pruning: {tokens_full} tokens in {t_full:.1f}s | pipeline {n}->{k} at L={L}: "
+          f"{result.tokens} tokens ({what}: {reference}) in {t_pipe:.1f}s | avg@{k}|{n} {np.mean(avg_kept):.3f}, "
+          f"avg@{n} {np.mean(avg_full):.3f}, Cons {result.cons:.3f}"
+          + (f" | Resume prefix-cache hit rate {hit:.3f}" if hit is not None else ""), flush=True)
+    return {"tokens_full": tokens_full, "t_full": t_full, "tokens": result.tokens, "reference": reference,
+            "t_pipe": t_pipe, "avg_kept": np.array(avg_kept), "avg_full": np.array(avg_full)}
+
+
+def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean of a - b over problems with a 95% bootstrap interval."""
+    diff = a - b
+    if np.allclose(diff, diff[0]):
+        return float(diff.mean()), float(diff.mean()), float(diff.mean())
+    ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=5000, random_state=0).confidence_interval
+    return float(diff.mean()), float(ci.low), float(ci.high)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="toy", help="a model preset (toy, smollm2-135m) or a model directory")
+    parser.add_argument("--engine", choices=("hf", "vllm", "both"), default="hf")
     parser.add_argument("--problems", type=int, default=16)
     parser.add_argument("--signal", default="mean_logprob")
-    parser.add_argument("--n", type=int, default=64)
-    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--n", type=int, default=None, help="paths per problem (default: the preset's)")
+    parser.add_argument("--k", type=int, default=None, help="paths kept (default: the preset's)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    config = resolve("small")
-    engine = HFEngine(config.model_path, batch_size=args.n * 4, attn_implementation="eager")
-    problems = make_problems(args.problems, seed=99, split="eval")
-    prompts = [build_prompt_ids(p, engine.tokenizer) for p in problems]
-    params, L = config.sampling, config.prefix_len
-    engine.generate(prompts[:1], 4, params)  # warm-up
-
-    start = time.perf_counter()
-    full = engine.generate(prompts, args.n, params)
-    t_full = time.perf_counter() - start
-    tokens_full = sum(p.generated_tokens for g in full for p in g)
-
-    signal = make_signal(args.signal)
-    start = time.perf_counter()
-    result = run_pipeline(engine, problems, prompts, signal, n=args.n, k=args.k, prefix_len=L, params=params)
-    t_pipe = time.perf_counter() - start
-
-    predicted = 0  # replay accounting on the uninterrupted paths, with the pipeline's kept set
-    for group, pr in zip(full, result.problems):
-        kept = {r.sample_index for r in pr.records if r.kept}
-        predicted += sum(p.generated_tokens if p.sample_index in kept else min(L, p.generated_tokens) for p in group)
-    token_ratio, time_ratio = result.tokens / tokens_full, t_pipe / t_full
-    print(f"no pruning: {tokens_full} tokens in {t_full:.1f}s | pipeline {args.n}->{args.k} at L={L}: "
-          f"{result.tokens} tokens (predicted {predicted}) in {t_pipe:.1f}s")
-    avg_full = np.mean([[grade(engine.tokenizer.decode(p.token_ids, skip_special_tokens=True), problem).correct
-                         for p in group] for problem, group in zip(problems, full)])
-    print(f"signal {args.signal}: avg@{args.k}|{args.n} = {result.avg_kept:.3f} vs avg@{args.n} = {avg_full:.3f}")
-    print(f"RATIOS tokens pipeline/full={token_ratio:.3f} time pipeline/full={time_ratio:.3f} "
-          f"time/token ratio={time_ratio / token_ratio:.2f} tokens pipeline/predicted={result.tokens / predicted:.3f}")
+    engines = ("hf", "vllm") if args.engine == "both" else (args.engine,)
+    runs = {}
+    for name in engines:
+        config = resolve("small", model=args.model, engine=name)
+        n, k = args.n or config.n_paths, args.k or config.keep
+        runs[name] = run_engine(config, n, k, args.problems, args.signal)
+    ratios = []
+    for name, r in runs.items():
+        ratios.append(f"[{name}] tokens pipeline/full={r['tokens'] / r['tokens_full']:.3f} "
+                      f"time pipeline/full={r['t_pipe'] / r['t_full']:.3f} "
+                      f"tokens pipeline/reference={r['tokens'] / r['reference']:.4f}")
+    if len(runs) == 2:
+        for key in ("avg_kept", "avg_full"):
+            mean, low, high = difference_ci(runs["vllm"][key], runs["hf"][key])
+            ratios.append(f"{key} vllm-hf={mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+        ratios.append(f"time vllm/hf full={runs['vllm']['t_full'] / runs['hf']['t_full']:.3f}")
+    print("RATIOS " + " | ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def plot_salvage_curve(positions: Sequence[float], still_salvageable: Sequence[f
     ax.plot(positions, still_salvageable, color="#4C72B0", lw=2, label="P(correct | wrong step by t)")
     ax.axvline(prefix_fraction, color="k", ls="--", lw=1, label="prune point L")
     ax.set(xlabel="position t along the path (fraction)", ylabel="probability", ylim=(-0.02, 1.02),
-           title="Why prune early: errors come early and stick")
+           title="Why prune early? When failed paths go wrong")
     ax.legend(frameon=False, loc="center right")
     return fig
 

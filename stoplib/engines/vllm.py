@@ -259,6 +259,7 @@ class VLLMEngine:
         self.progress = progress
         self.eos_ids = _load_eos_ids(model_path, self.tokenizer, revision, trust_remote_code)
         self.cache_stats = CacheStats()
+        self.generated_tokens = 0  # tokens vLLM returned, every request since construction
         self.last_resume_stats = CacheStats()
         self.last_check_stats = CacheStats()
         if in_process:
@@ -507,6 +508,7 @@ class VLLMEngine:
             stats.requests += 1
             stats.prompt_tokens += len(out.prompt_token_ids)
             stats.cached_tokens += int(out.num_cached_tokens or 0)
+            self.generated_tokens += len(out.outputs[0].token_ids)
             self._append(path, out.outputs[0], params)
         return stats
 
