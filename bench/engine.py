@@ -10,7 +10,7 @@
    the same tokens and only the way the prefix is obtained differs.
 
     python bench/engine.py [--model toy] [--repeats 3]
-    python bench/engine.py --model /work/smollm2-hf --threads 2 --batches 64 128 --max-new 60 \
+    python bench/engine.py --model smollm2-135m --threads 2 --batches 64 128 --max-new 60 \
         --prompt-len 170 --repeats 1 --no-resume
 
 For a model path (not "toy") the defaults are prompts of 162-178 tokens (left padding, as real
@@ -117,7 +117,7 @@ def resume_vs_reencode(engine: HFEngine, prompts: list[list[int]], prefix_len: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="toy", metavar="PATH",
-                        help='"toy" (the organism) or a model directory / hub id, e.g. /work/smollm2-hf')
+                        help='"toy" (the organism), another preset (smollm2-135m) or a model directory')
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-new", type=int, default=None, help="default: the organism's, or 60 for a model")
     parser.add_argument("--prompt-len", type=int, default=170, help="prompt tokens for a model (not toy)")
@@ -135,7 +135,9 @@ def main() -> None:
 
         path = str(organism_path("small"))
     else:
-        path = args.model
+        from stoplib.config import resolve
+
+        path = resolve("tiny", model=args.model).model_path  # a preset -> its local directory
     engine = HFEngine(path, attn_implementation="eager" if toy else None)
     gqa = engine.model.config._attn_implementation == GQA_SDPA
     max_new = args.max_new or (TOY_MAX_NEW_TOKENS if toy else 60)

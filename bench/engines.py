@@ -112,7 +112,8 @@ def timed(fn, *args, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="local model directory (default: a random tiny Llama)")
+    parser.add_argument("--model", default=None,
+                        help="a model preset (smollm2-135m) or a local model directory (default: a random tiny Llama)")
     parser.add_argument("--paths", type=int, default=16, help="paths per prompt")
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--prefix-len", type=int, default=48)
@@ -125,7 +126,12 @@ def main() -> None:
     from stoplib.engines.vllm import VLLMEngine
 
     tmp = tempfile.mkdtemp(prefix="bench_engines_")
-    path = args.model or random_model(os.path.join(tmp, "model"))
+    if args.model:
+        from stoplib.config import resolve
+
+        path = resolve("tiny", model=args.model).model_path  # a preset -> its local directory
+    else:
+        path = random_model(os.path.join(tmp, "model"))
     model, tok = load_model_and_tokenizer(path, device="cpu", dtype="float32")
     prompts, kind = bench_prompts(tok, args.prompts)  # before StopScorer adds [STOP] to the tokenizer
     hf = HFEngine(model, tok, batch_size=args.paths * args.prompts)

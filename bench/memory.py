@@ -5,8 +5,8 @@ The pipeline processes problems in groups of ``max_paths_in_flight`` paths (``ru
 groups, peak RSS must stay flat once there are more problems than fit in one group, while launching
 every problem at once (``max_paths_in_flight=None``) holds every path's KV cache until Resume.
 
-    python bench/memory.py [--model /work/smollm2-hf] [--problems 1 2 4 8] [--n 16] [--group 32]
-    python bench/memory.py --model /work/smollm2-hf --generate 64 --prompt-len 170 --max-new 154
+    python bench/memory.py [--model smollm2-135m] [--problems 1 2 4 8] [--n 16] [--group 32]
+    python bench/memory.py --model smollm2-135m --generate 64 --prompt-len 170 --max-new 154
 
 ``--generate N`` instead measures one ``engine.generate`` of N paths (4 prompts of about
 ``--prompt-len`` tokens, N/4 paths each, one batch when N <= --batch-size): the peak RSS of sampling
@@ -100,7 +100,7 @@ def measure(args: argparse.Namespace, **overrides) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="/work/smollm2-hf")
+    parser.add_argument("--model", default="smollm2-135m", help="a model preset or a model directory")
     parser.add_argument("--problems", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--k", type=int, default=4)
@@ -117,6 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
+    from stoplib.config import resolve
+
+    args.model = resolve("tiny", model=args.model).model_path  # a preset -> its local directory
 
     if args.generate_paths:
         r = measure(args, generate=args.generate_paths)
