@@ -74,3 +74,22 @@ def test_editing_a_problems_file_changes_the_labels_key(tmp_path):
     rows[0]["answer"] = "999"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert config_hash(stages.labels_key(config)) != before
+
+
+def test_labels_from_a_file_do_not_need_the_evaluation_benchmark(tmp_path, monkeypatch):
+    """Decontamination reads the evaluation problems only when both come from one source."""
+    from stoplib import stages
+    from stoplib.problems import save_problems
+    from stoplib.toy.task import make_problems
+
+    problems_file = save_problems(make_problems(3, seed=5, split="train"), tmp_path / "train.jsonl")
+    config = resolve("tiny", train_problems=str(problems_file), benchmark=str(tmp_path / "missing.json"),
+                     results_root=str(tmp_path / "results"))
+
+    def no_benchmark(_config):
+        raise AssertionError("the evaluation benchmark was loaded")
+
+    monkeypatch.setattr(stages, "eval_problems", no_benchmark)
+    monkeypatch.setattr(stages, "check_dataset", lambda card, config: None)  # 3 problems may all be filtered out
+    _, card = stages.labels_stage(config, progress=False)
+    assert card["problems"] == 3
