@@ -24,6 +24,7 @@ def test_notebook_is_clean_and_parameterized(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert not any(c.get("outputs") for c in code), "notebooks are committed without outputs"
+    assert all("id" in c for c in nb["cells"]), "every cell has an id (nbformat 4.5)"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     params = pm.inspect_notebook(str(path))
