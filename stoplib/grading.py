@@ -245,10 +245,7 @@ def majority_vote(answers: Sequence[str | None], scores: Sequence[float] | None 
     answers are compared as strings. Ties go to the answer with the higher best score, then to
     the one seen first. Returns the first-seen member of the winning group.
     """
-    if kind is None:
-        classes = [None if a is None else a for a in answers]
-    else:
-        classes = answer_classes(answers, kind)
+    classes = list(answers) if kind is None else answer_classes(answers, kind)
     counts: dict[object, int] = {}
     best_score: dict[object, float] = {}
     first: dict[object, int] = {}
