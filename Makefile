@@ -39,8 +39,9 @@ test-fast: install
 lab: install
 	STOPLIB_ROOT=$(CURDIR) $(BIN)/jupyter lab notebooks --allow-root
 
+## Rebuild the organism into results/organism/small (add ARGS=--replace-shipped to update the shipped weights).
 organism: install
-	$(BIN)/stoplib toy --scale small
+	$(BIN)/stoplib toy --scale small $(ARGS)
 
 bench: install
 	$(BIN)/python bench/engine.py

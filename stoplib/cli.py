@@ -2,7 +2,7 @@
 
     stoplib reproduce [--scale small] [--model toy] [--engine hf] [--only 00]
                                                      run the notebook suite with papermill
-    stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism
+    stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism into the store
     stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
     stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
     stoplib bank                                     the rollout bank of the evaluation problems
@@ -94,14 +94,18 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_toy(args: argparse.Namespace) -> None:
+    """Train the organism into the store (default), a directory (--out), or over the shipped
+    weights (--replace-shipped, "small" only: what `make reproduce` then uses)."""
+    from .config import project_path
     from .toy import organism
 
-    out = organism.build_organism(
-        Path(args.out) if args.out else organism.organism_path(args.scale),
-        organism.ORGANISM_PRESETS[args.scale],
-        progress=not args.quiet,
-    )
-    print(out)
+    if args.replace_shipped:
+        if args.out or args.scale != "small":
+            raise SystemExit("--replace-shipped rebuilds the shipped 'small' organism; it takes no --out or --scale")
+        out = organism.WEIGHTS_DIR / "small"
+    else:
+        out = Path(args.out) if args.out else Path(project_path(args.results_root)) / "organism" / args.scale
+    print(organism.build_organism(out, organism.ORGANISM_PRESETS[args.scale], progress=not args.quiet))
 
 
 def _config(args: argparse.Namespace):
@@ -158,7 +162,10 @@ def main(argv: list[str] | None = None) -> None:
 
     toy = sub.add_parser("toy", help="build (train) the built-in reasoning organism")
     toy.add_argument("--scale", choices=("tiny", "small"), default="small")
-    toy.add_argument("--out", help="output directory (default: the shipped weights' directory)")
+    toy.add_argument("--out", help="output directory (default: <results-root>/organism/<scale>)")
+    toy.add_argument("--results-root", default="results")
+    toy.add_argument("--replace-shipped", action="store_true",
+                     help="overwrite the shipped weights (stoplib/toy/weights/small) with the rebuilt small organism")
     toy.add_argument("--quiet", action="store_true")
     toy.set_defaults(func=_cmd_toy)
 

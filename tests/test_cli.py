@@ -38,3 +38,17 @@ def test_paper_presets_for_the_papers_models():
     assert set(PRESETS) >= {"deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B"}
     tiny = resolve("tiny", model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")  # small scales are small for real models
     assert tiny.prefix_len < 2048 and tiny.sampling.max_new_tokens < 16384 and tiny.n_eval_problems > 0
+
+
+def test_toy_builds_into_the_store_and_leaves_the_shipped_weights(tmp_path):
+    import pytest
+
+    from stoplib.cli import main
+    from stoplib.toy.organism import WEIGHTS_DIR
+
+    shipped = (WEIGHTS_DIR / "small" / "model.safetensors").read_bytes()
+    main(["toy", "--scale", "tiny", "--results-root", str(tmp_path), "--quiet"])
+    assert (tmp_path / "organism" / "tiny" / "config.json").is_file()
+    assert (WEIGHTS_DIR / "small" / "model.safetensors").read_bytes() == shipped
+    with pytest.raises(SystemExit, match="replace-shipped"):
+        main(["toy", "--scale", "tiny", "--replace-shipped"])

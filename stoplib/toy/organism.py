@@ -74,8 +74,8 @@ def organism_path(scale: str = "small") -> Path:
     path = WEIGHTS_DIR / scale
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"no shipped organism for scale {scale!r} at {path}; build one with "
-            f"stoplib.toy.organism.build_organism(out_dir, ORGANISM_PRESETS[{scale!r}])"
+            f"no shipped organism for scale {scale!r} at {path} (only 'small' ships); build one with "
+            f"`stoplib toy --scale {scale}` (writes results/organism/{scale})"
         )
     return path
 
