@@ -14,18 +14,22 @@ which keeps the last ``max_length`` tokens (the prompt's start is lost: use with
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from .metrics import auroc, within_problem_auroc
+from .store import atomic_write_json, read_json
 from transformers.cache_utils import DynamicCache
 
 from .stop import StopScorer, common_prefix_len, left_pad
@@ -263,9 +267,11 @@ def train_stop(
 ) -> TrainResult:
     """Train ``scorer`` in place; best checkpoint by validation MSE -> ``out_dir/best``.
 
-    ``out_dir/last`` holds the epoch state (optimizer, scheduler, history); calling again with
-    the same ``out_dir`` resumes after the last finished epoch. ``stop_after_epochs`` ends
-    this call after that many epochs (a time budget); a later call continues.
+    Every epoch is committed atomically (``commit_epoch``; ``out_dir/last`` is the last one);
+    calling again with the same ``out_dir`` resumes after the last committed epoch, also after a
+    kill at any moment, and ends with the same checkpoint as an uninterrupted run.
+    ``stop_after_epochs`` ends this call after that many epochs (a time budget); a later call
+    continues.
 
     A STOP scorer whose prefix caches fit in ``cache_bytes`` (:class:`PrefixStates`) computes
     them once and trains on them: each step runs only the [STOP] tokens. Otherwise (and for
@@ -284,18 +290,16 @@ def train_stop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(config.warmup_steps, steps_per_epoch * config.epochs))
     result, start_epoch = TrainResult(), 0
-    state_path = out_dir / "last" / "train_state.pt"
-    if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["config"] != _config_key(config):
-            raise ValueError(f"{out_dir} holds a run with another config; use a new directory")
-        scorer.load_weights(out_dir / "last")
+    committed = resume_point(out_dir, _config_key(config))
+    if committed is not None:
+        epoch_dir = _epoch_dir(out_dir, committed["epoch"])
+        state = torch.load(epoch_dir / "train_state.pt", map_location="cpu", weights_only=True)
+        scorer.load_weights(epoch_dir / "checkpoint")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        result.history = json.loads((out_dir / "history.json").read_text())
+        result.history = json.loads((epoch_dir / "history.json").read_text())
         start_epoch = len(result.history)
-        best = min(result.history, key=lambda h: h["val_mse"])
-        result.best_epoch, result.best_dir = int(best["epoch"]), out_dir / "best"
+        result.best_epoch, result.best_dir = int(committed["best_epoch"]), out_dir / "best"
 
     train_states = val_states = None
     if hasattr(scorer, "extend_prefix") and 0 < PrefixStates.nbytes_needed(scorer, train_records + val_records) <= cache_bytes:
@@ -340,13 +344,119 @@ def train_stop(
         if progress:
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         if result.best_epoch < 0 or row["val_mse"] < min(h["val_mse"] for h in result.history[:-1]):
-            result.best_epoch, result.best_dir = epoch + 1, scorer.save_pretrained(out_dir / "best")
-        scorer.save_pretrained(out_dir / "last")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "config": _config_key(config)}, state_path)
-        (out_dir / "history.json").write_text(json.dumps(result.history, indent=2))
+            result.best_epoch = epoch + 1
+        commit_epoch(out_dir, epoch + 1, result.best_epoch, _config_key(config), scorer,
+                     {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, result.history)
+        result.best_dir = out_dir / "best"
     scorer.eval()
     return result
+
+
+# ---------------------------------------------------------------- crash-safe epochs
+#
+# A training run directory holds ``epochs/NNNN/`` (``checkpoint/`` as written by
+# ``save_pretrained``, ``train_state.pt``: optimizer and scheduler, ``history.json``) for the last
+# committed epoch and the best one, and ``progress.json``, the commit record naming both. An epoch
+# is written into ``epochs/.NNNN.tmp/``, flushed to disk and renamed; rewriting ``progress.json``
+# (atomically) commits it; ``last`` and ``best`` are symbolic links derived from it. A run killed
+# at any moment resumes from the last committed epoch, and what was written after it is discarded.
+
+PROGRESS = "progress.json"
+# Test-only: called with the name of each step of a commit (tests kill the run there).
+_COMMIT_HOOK: Callable[[str], None] | None = None
+
+
+def _step(name: str) -> None:
+    if _COMMIT_HOOK is not None:
+        _COMMIT_HOOK(name)
+
+
+def _epoch_dir(out_dir: Path, epoch: int) -> Path:
+    return out_dir / "epochs" / f"{epoch:04d}"
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file below ``directory`` and the directories themselves to disk."""
+    for path in sorted(directory.rglob("*"), reverse=True) + [directory]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _link(link: Path, target: str) -> None:
+    """Point the symbolic link ``link`` at ``target`` (relative), replacing it atomically."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _tidy(out_dir: Path, keep: set[int]) -> None:
+    """Remove every epoch directory but ``keep``, and unfinished writes."""
+    for path in (out_dir / "epochs").iterdir():
+        if not (path.name.isdigit() and int(path.name) in keep):
+            shutil.rmtree(path)
+
+
+def _disk_error(out_dir: Path, err: OSError) -> OSError:
+    if err.errno == errno.ENOSPC:
+        return OSError(err.errno, f"no space left on the device of {out_dir} while saving a training epoch; "
+                       "free some space and run again: training resumes from the last complete epoch")
+    return err
+
+
+def commit_epoch(out_dir: Path, epoch: int, best_epoch: int, config_key: str, scorer: Any,
+                 state: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Write epoch ``epoch`` (the scorer's weights, optimizer state, history) and commit it."""
+    epochs = out_dir / "epochs"
+    tmp = epochs / f".{epoch:04d}.tmp"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        scorer.save_pretrained(tmp / "checkpoint")
+        _step("checkpoint")
+        torch.save(state, tmp / "train_state.pt")
+        _step("train_state")
+        (tmp / "history.json").write_text(json.dumps(history, indent=2))
+        _fsync_tree(tmp)
+        _step("written")
+        final = _epoch_dir(out_dir, epoch)
+        if final.exists():  # written by a run killed before it committed this epoch
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _step("renamed")
+        atomic_write_json(out_dir / PROGRESS, {"epoch": epoch, "best_epoch": best_epoch, "config": config_key})
+        _step("committed")
+    except OSError as err:
+        raise _disk_error(out_dir, err) from err
+    _finish(out_dir, epoch, best_epoch)
+
+
+def _finish(out_dir: Path, epoch: int, best_epoch: int) -> None:
+    """Derived state of a committed epoch: the links and the removal of everything else."""
+    _link(out_dir / "last", f"epochs/{epoch:04d}/checkpoint")
+    _link(out_dir / "best", f"epochs/{best_epoch:04d}/checkpoint")
+    _step("linked")
+    _tidy(out_dir, {epoch, best_epoch})
+
+
+def resume_point(out_dir: Path, config_key: str) -> dict[str, Any] | None:
+    """The last committed epoch of the run in ``out_dir`` (None: nothing committed), after
+    discarding whatever a killed run wrote past it."""
+    path = out_dir / PROGRESS
+    if not path.exists():
+        if (out_dir / "epochs").exists():
+            shutil.rmtree(out_dir / "epochs")  # a first epoch that never committed
+        return None
+    committed = read_json(path)
+    if committed.get("config") != config_key:
+        raise ValueError(f"{out_dir} holds a training run with another configuration; use a new directory "
+                         "or remove it")
+    _finish(out_dir, int(committed["epoch"]), int(committed["best_epoch"]))
+    return committed
 
 
 def _config_key(config: TrainConfig) -> str:

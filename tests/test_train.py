@@ -139,3 +139,70 @@ def test_prefix_states_rebuild_the_stage_one_cache(tiny_model_dir):
         got = scorer.score_cache(cache, mask)
         want = scorer.score_cache(reference, full_mask)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+class Killed(Exception):
+    """Stands for kill -9 at one step of an epoch's commit."""
+
+
+def _weights(directory):
+    from safetensors.torch import load_file
+
+    out = {}
+    for path in sorted(directory.rglob("*.safetensors")):
+        out.update({f"{path.relative_to(directory)}:{k}": v for k, v in load_file(str(path)).items()})
+    return out
+
+
+def _outcome(run_dir):
+    epoch = json.loads((run_dir / "progress.json").read_text())["epoch"]
+    history = json.loads((run_dir / "epochs" / f"{epoch:04d}" / "history.json").read_text())
+    return _weights(run_dir / "last"), _weights(run_dir / "best"), [
+        {k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_any_step_of_any_epoch_resumes_to_the_same_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    import stoplib.train as train_module
+
+    train, val = synthetic(48, 7), synthetic(16, 8)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=16, warmup_steps=1, seed=3)
+    train_stop(make_scorer(tiny_model_dir), train, val, config, tmp_path / "reference", progress=False)
+    reference = _outcome(tmp_path / "reference")
+    steps = ["checkpoint", "train_state", "written", "renamed", "committed", "linked"]
+    for epoch in (1, 2):
+        for step in steps:
+            run = tmp_path / f"killed-{epoch}-{step}"
+            seen = []
+
+            def hook(name, epoch=epoch, step=step):
+                seen.append(name)
+                if name == step and seen.count(step) == epoch:
+                    raise Killed(f"epoch {epoch} at {step}")
+
+            monkeypatch.setattr(train_module, "_COMMIT_HOOK", hook)
+            with pytest.raises(Killed):
+                train_stop(make_scorer(tiny_model_dir), train, val, config, run, progress=False)
+            monkeypatch.setattr(train_module, "_COMMIT_HOOK", None)
+            result = train_stop(make_scorer(tiny_model_dir), train, val, config, run, progress=False)
+            assert len(result.history) == 2
+            last, best, history = _outcome(run)
+            assert history == reference[2], (epoch, step)
+            for got, want in ((last, reference[0]), (best, reference[1])):
+                assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), (epoch, step)
+            assert {p.name for p in (run / "epochs").iterdir()} <= {"0001", "0002"}  # nothing unfinished left
+
+
+def test_a_full_disk_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):
+    import errno
+
+    import stoplib.train as train_module
+
+    def full(name):
+        if name == "train_state":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_module, "_COMMIT_HOOK", full)
+    with pytest.raises(OSError, match=r"no space left on the device of .*run.*resumes from the last complete epoch"):
+        train_stop(make_scorer(tiny_model_dir), synthetic(16, 9), synthetic(8, 10),
+                   TrainConfig(epochs=1, batch_size=8), tmp_path / "run", progress=False)
