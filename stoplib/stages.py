@@ -22,7 +22,7 @@ from .labels import build_labels
 from .models import file_hash, model_identity
 from .problems import Problem
 from .stop import StopConfig, StopScorer
-from .store import Store, atomic_write_json, config_hash, read_json
+from .store import LOCK_FILE, Store, atomic_write_json, config_hash, read_json, run_lock
 from .tasks import load_task_or_file
 from .train import TrainConfig, load_label_records, train_stop
 
@@ -76,7 +76,7 @@ def load_tokenizer(config: RunConfig) -> Any:
 def _fresh(directory: Path, force: bool) -> None:
     if force and directory.exists():
         for child in directory.iterdir():
-            if child.name != "config.json":
+            if child.name not in ("config.json", LOCK_FILE):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
@@ -120,28 +120,32 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
                  progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Build (or load) the MC-labelled prefix dataset; returns (directory, card)."""
     directory = Store(config.results_root).run_dir("labels", labels_key(config))
-    _fresh(directory, force)
     card_path = directory / "card.json"
-    if card_path.exists() and read_json(card_path).get("complete"):
+    if not force and card_path.exists() and read_json(card_path).get("complete"):
         return directory, read_json(card_path)
-    problems = train_problems(config)
-    labels = config.labels
-    if config.train_problems == config.benchmark:  # one source: never label an evaluation problem
-        held_out = {p.id for p in eval_problems(config)}
-        labels = replace(labels, exclude_ids=tuple(sorted(held_out)))
-    if engine is None and config.workers > 1:  # each worker process builds its own engine
-        source: Any = functools.partial(engine_for, config)
-        tokenizer = load_tokenizer(config)
-    else:
-        source = engine or engine_for(config)
-        tokenizer = source.tokenizer
-    workers = config.workers if engine is None else 1
-    card = build_labels(source, problems, prompts_for(problems, tokenizer, config), labels, directory,
-                        workers=workers, progress=progress)
-    check_dataset(card, config)
-    card["complete"] = True
-    atomic_write_json(card_path, card)
-    return directory, card
+    with run_lock(directory, "labels"):
+        _fresh(directory, force)
+        card_path = directory / "card.json"
+        if card_path.exists() and read_json(card_path).get("complete"):
+            return directory, read_json(card_path)
+        problems = train_problems(config)
+        labels = config.labels
+        if config.train_problems == config.benchmark:  # one source: never label an evaluation problem
+            held_out = {p.id for p in eval_problems(config)}
+            labels = replace(labels, exclude_ids=tuple(sorted(held_out)))
+        if engine is None and config.workers > 1:  # each worker process builds its own engine
+            source: Any = functools.partial(engine_for, config)
+            tokenizer = load_tokenizer(config)
+        else:
+            source = engine or engine_for(config)
+            tokenizer = source.tokenizer
+        workers = config.workers if engine is None else 1
+        card = build_labels(source, problems, prompts_for(problems, tokenizer, config), labels, directory,
+                            workers=workers, progress=progress)
+        check_dataset(card, config)
+        card["complete"] = True
+        atomic_write_json(card_path, card)
+        return directory, card
 
 
 def check_dataset(card: dict[str, Any], config: RunConfig) -> None:
@@ -178,22 +182,25 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
     labels_dir, _ = labels_stage(config, progress=progress)
     stop, train = variant_configs(config, variant)
     directory = _trained_dir(config, variant)
-    _fresh(directory, force)
-    if (directory / "summary.json").exists():
+    if not force and (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
-    from .engines.hf import load_model_and_tokenizer
+    with run_lock(directory, "STOP training"):
+        _fresh(directory, force)
+        if (directory / "summary.json").exists():
+            return directory / "best", read_json(directory / "summary.json")
+        from .engines.hf import load_model_and_tokenizer
 
-    use_threads(config)
-    base, tokenizer = load_model_and_tokenizer(config.model_path)
-    torch.manual_seed(train.seed)  # the LoRA, [STOP] and head initialization
-    scorer = StopScorer(base, tokenizer, stop)
-    train_records = load_label_records(labels_dir / "train.jsonl")
-    val_records = load_label_records(labels_dir / "val.jsonl")
-    result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
-    summary = {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
-               "n_train": len(train_records), "n_val": len(val_records)}
-    atomic_write_json(directory / "summary.json", summary)
-    return directory / "best", summary
+        use_threads(config)
+        base, tokenizer = load_model_and_tokenizer(config.model_path)
+        torch.manual_seed(train.seed)  # the LoRA, [STOP] and head initialization
+        scorer = StopScorer(base, tokenizer, stop)
+        train_records = load_label_records(labels_dir / "train.jsonl")
+        val_records = load_label_records(labels_dir / "val.jsonl")
+        result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
+        summary = {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
+                   "n_train": len(train_records), "n_val": len(val_records)}
+        atomic_write_json(directory / "summary.json", summary)
+        return directory / "best", summary
 
 
 _BASE_MODELS: dict[str, tuple[Any, Any]] = {}
@@ -228,16 +235,19 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
     """N complete paths per evaluation problem (``config.n_paths``), generated once."""
     use_threads(config)
     directory = Store(config.results_root).run_dir("bank", bank_key(config))
-    _fresh(directory, force)
     problems = eval_problems(config)
-    if (directory / "complete.json").exists():
+    if not force and (directory / "complete.json").exists():
         return load_bank(directory, problems)
-    engine = engine or engine_for(config)
-    bank = build_bank(engine, problems, prompts_for(problems, engine.tokenizer, config), config.n_paths, config.sampling,
-                      directory, problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
-                      progress=progress)
-    atomic_write_json(directory / "complete.json", {"problems": len(problems)})
-    return bank
+    with run_lock(directory, "bank"):
+        _fresh(directory, force)
+        if (directory / "complete.json").exists():
+            return load_bank(directory, problems)
+        engine = engine or engine_for(config)
+        bank = build_bank(engine, problems, prompts_for(problems, engine.tokenizer, config), config.n_paths, config.sampling,
+                          directory, problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
+                          progress=progress)
+        atomic_write_json(directory / "complete.json", {"problems": len(problems)})
+        return bank
 
 
 # ---------------------------------------------------------------- Type II verifier
@@ -248,18 +258,21 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
     labels_dir, _ = labels_stage(config, progress=progress)
     vconfig = verifier_config(config)
     directory = _trained_dir(config, "verifier")
-    _fresh(directory, force)
-    if (directory / "summary.json").exists():
+    if not force and (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
-    use_threads(config)
-    torch.manual_seed(config.train.seed)
-    verifier = TextVerifier.from_base(config.model_path, vconfig)
-    result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
-                            load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
-                            tokenizer=load_tokenizer(config), progress=progress)
-    summary = {"best_epoch": result.best_epoch, "history": result.history}
-    atomic_write_json(directory / "summary.json", summary)
-    return directory / "best", summary
+    with run_lock(directory, "verifier training"):
+        _fresh(directory, force)
+        if (directory / "summary.json").exists():
+            return directory / "best", read_json(directory / "summary.json")
+        use_threads(config)
+        torch.manual_seed(config.train.seed)
+        verifier = TextVerifier.from_base(config.model_path, vconfig)
+        result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
+                                load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
+                                tokenizer=load_tokenizer(config), progress=progress)
+        summary = {"best_epoch": result.best_epoch, "history": result.history}
+        atomic_write_json(directory / "summary.json", summary)
+        return directory / "best", summary
 
 
 def verifier_train_config(config: RunConfig) -> TrainConfig:

@@ -11,6 +11,7 @@ Only the standard library and numpy are imported here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, KeysView, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path, PurePath
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
@@ -35,7 +36,10 @@ try:  # POSIX only; without it JsonlLog simply does not lock.
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+LOCK_FILE = ".lock"
+
 __all__ = [
+    "run_lock",
     "config_hash",
     "to_jsonable",
     "Store",
@@ -171,6 +175,36 @@ def read_json(path: str | Path) -> Any:
     """Read a JSON file."""
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | Path, what: str = "run") -> Iterator[Path]:
+    """Hold the run directory ``directory`` for this process while a stage builds it.
+
+    A second process that builds the same run waits (saying so) until the first is done, instead
+    of interleaving its records with the first one's; it then finds the run complete. The lock is
+    an ``flock`` on ``directory/.lock``, released when the holder ends, however it ends. POSIX
+    only; elsewhere nothing is locked.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield directory
+        return
+    with open(directory / LOCK_FILE, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            print(f"[stoplib] {directory} ({what}) is being built by {holder}: waiting for it to finish",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {platform.node()}")
+        f.flush()
+        yield directory
 
 
 # --------------------------------------------------------------------------- store

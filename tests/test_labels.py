@@ -134,3 +134,37 @@ def test_killed_run_resumes_without_loss_or_duplicates(tiny_model_dir, tmp_path,
     assert len(keys) == len(set(keys)) == reference["prefixes"]
     ref = {(r["problem_id"], r["sample_index"], r["prefix_len"]): r for r in read(tmp_path / "ref" / "labels.jsonl")}
     assert all(ref[(r["problem_id"], r["sample_index"], r["prefix_len"])] == r for r in read(out / "labels.jsonl"))
+
+
+LABEL_JOB = """
+import sys
+from stoplib import stages
+from stoplib.config import resolve
+config = resolve("tiny", results_root=sys.argv[1], workers=int(sys.argv[2]))
+directory, card = stages.labels_stage(config, progress=False)
+print(directory)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_building_the_same_labels_neither_duplicate_nor_lose(tmp_path):
+    """Two real processes (1 and 2 workers) start the same label run on one store: one builds, the
+    other waits for it and finds it complete; the records equal a run alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-c", LABEL_JOB, str(shared), str(w)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for w in (1, 2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    dirs = {out.strip().splitlines()[-1] for out, _ in outs}
+    assert len(dirs) == 1
+    shared_dir = Path(dirs.pop())
+    alone = subprocess.run([sys.executable, "-c", LABEL_JOB, str(tmp_path / "alone"), "1"], env=env, text=True,
+                           capture_output=True, check=True).stdout.strip().splitlines()[-1]
+    for name in ("labels.jsonl", "train.jsonl", "val.jsonl", "filter.jsonl"):
+        assert (shared_dir / name).read_bytes() == (Path(alone) / name).read_bytes(), name
+    assert any("waiting for it to finish" in err for _, err in outs)  # the second one did wait
