@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .store import read_text
+
 KINDS = ("math", "multiple_choice", "integer", "toy")
 
 #: Benchmark names accepted by :func:`load_problems`, and their file in the benchmarks directory.
@@ -245,7 +247,7 @@ def detect_format(rows: Sequence[Mapping[str, Any]]) -> str:
 def _read_rows(path: Path) -> list[tuple[str, Any]]:
     """``(location, row)`` pairs of a .json (a list of objects) or .jsonl file."""
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "problems file")
     if suffix == ".json":
         try:
             data = json.loads(text)

@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover
 LOCK_FILE = ".lock"
 
 __all__ = [
+    "read_text",
     "run_lock",
     "config_hash",
     "to_jsonable",
@@ -169,6 +170,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     Non-finite floats are written as ``NaN``/``Infinity``, which Python's json reads back.
     """
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of a UTF-8 file; an error names the file when it is missing or not UTF-8."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{what} {path} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                         "save it as UTF-8") from None
 
 
 def read_json(path: str | Path) -> Any:

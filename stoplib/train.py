@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .metrics import auroc, within_problem_auroc
-from .store import atomic_write_json, read_json
+from .store import atomic_write_json, read_json, read_text
 from transformers.cache_utils import DynamicCache
 
 from .stop import StopScorer, common_prefix_len, left_pad
@@ -79,17 +79,16 @@ def load_label_records(path: str | Path) -> list[LabelRecord]:
     """Read a label JSONL file (ours or the authors' released schema)."""
     path = Path(path)
     records = []
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {line_no}: invalid JSON ({err})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {line_no}: expected a JSON object")
-            records.append(parse_label_record(row, f"{path} line {line_no}"))
+    for line_no, line in enumerate(read_text(path, "label file").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {line_no}: invalid JSON ({err})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {line_no}: expected a JSON object")
+        records.append(parse_label_record(row, f"{path} line {line_no}"))
     if not records:
         raise ValueError(f"{path}: no records")
     return records
@@ -245,6 +244,16 @@ class PrefixStates:
         return DynamicCache(ddp_cache_data=layers), mask
 
 
+def _check_vocabulary(scorer: Any, records: Sequence[LabelRecord], which: str) -> None:
+    """Token ids beyond the model's vocabulary mean labels built with another tokenizer."""
+    vocab = scorer.model.get_input_embeddings().num_embeddings
+    for i, rec in enumerate(records):
+        top = max(rec.prefix_token_ids, default=0)
+        if top >= vocab or min(rec.prefix_token_ids, default=0) < 0:
+            raise ValueError(f"{which} record {i} (problem {rec.problem_id!r}) has token id {top}, outside the "
+                             f"model's vocabulary of {vocab}: the labels were built with another tokenizer or model")
+
+
 def _lr_lambda(warmup: int, total: int):
     def fn(step: int) -> float:
         if step < warmup:
@@ -284,6 +293,8 @@ def train_stop(
     train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
     if not train_records or not val_records:
         raise ValueError("training needs at least one training and one validation record")
+    _check_vocabulary(scorer, train_records, "training")
+    _check_vocabulary(scorer, val_records, "validation")
     steps_per_epoch = math.ceil(len(train_records) / (config.batch_size * config.grad_accum))
     params = scorer.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -210,3 +210,10 @@ def test_cache_is_sized_to_its_use(engine, prompts):
         for layer in cache.layers:
             assert layer.capacity <= width + 9 + 16  # prompt + prefix + Check's slack, not doubled
     engine.release(launch)
+
+
+def test_a_missing_model_directory_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model directory '\./no/such/model' does not exist"):
+        HFEngine("./no/such/model")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        HFEngine(str(tmp_path / "absent"))

@@ -225,3 +225,12 @@ def test_hf_source_needs_datasets() -> None:
             load_problems("hf:some/dataset:test")
     else:
         pytest.skip("datasets is installed; the hf: path needs the network")
+
+
+def test_a_problems_file_that_is_not_utf8_is_named(tmp_path):
+    from stoplib.problems import load_problems
+
+    path = tmp_path / "p.jsonl"
+    path.write_bytes('{"id": "1", "prompt": "caf\xe9", "answer": "1"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"problems file .*p.jsonl is not UTF-8"):
+        load_problems(str(path))

@@ -206,3 +206,16 @@ def test_a_full_disk_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"no space left on the device of .*run.*resumes from the last complete epoch"):
         train_stop(make_scorer(tiny_model_dir), synthetic(16, 9), synthetic(8, 10),
                    TrainConfig(epochs=1, batch_size=8), tmp_path / "run", progress=False)
+
+
+def test_bad_files_and_foreign_token_ids_are_named(tiny_model_dir, tmp_path):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"prefix_token_ids": [1], "soft_label": 0.5, "note": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"label file .*latin1.jsonl is not UTF-8"):
+        load_label_records(bad)
+    with pytest.raises(FileNotFoundError, match=r"label file .*missing.jsonl does not exist"):
+        load_label_records(tmp_path / "missing.jsonl")
+    train = synthetic(8, 11) + [LabelRecord((1, 2, 100_000), 0.5, 1, "foreign")]
+    with pytest.raises(ValueError, match=r"training record 8 \(problem 'foreign'\) has token id 100000, outside"):
+        train_stop(make_scorer(tiny_model_dir), train, synthetic(4, 12), TrainConfig(epochs=1), tmp_path / "r",
+                   progress=False)

@@ -92,6 +92,9 @@ def load_model_and_tokenizer(
     """Load a causal LM and its tokenizer from a hub id or a local directory (eval mode)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    text = str(model)
+    if not FsPath(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
+        raise FileNotFoundError(f"model directory {text!r} does not exist (a hub id has the form 'owner/name')")
     dev = resolve_device(device)
     kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, dev), revision=revision,
                                   trust_remote_code=trust_remote_code)
