@@ -1,0 +1,64 @@
+"""Notebook parameters beyond the run's config (see :func:`stoplib.config.resolve`): parsed and
+validated here, so that a bad value stops the notebook with an error naming the parameter, the
+value and what is allowed, before any work is done."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def _bad(name: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"parameter {name}={value!r}: {allowed}")
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """An integer of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _bad(name, value, f"expected an integer >= {minimum}")
+    return value
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise _bad(name, value, f"expected one of {', '.join(choices)}")
+    return value
+
+
+def choice_list(name: str, text: Any, choices: Sequence[str]) -> list[str]:
+    """A comma-separated, non-empty list of ``choices`` (duplicates dropped, order kept)."""
+    if not isinstance(text, str):
+        raise _bad(name, text, f"expected a comma-separated list of {', '.join(choices)}")
+    items = list(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+    unknown = [v for v in items if v not in choices]
+    if not items or unknown:
+        raise _bad(name, text, f"expected a comma-separated list of {', '.join(choices)}"
+                   + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return items
+
+
+def fractions(name: str, text: Any) -> list[float]:
+    """A comma-separated, non-empty list of numbers strictly between 0 and 1, sorted."""
+    allowed = "expected comma-separated fractions strictly between 0 and 1, e.g. '0.2,0.3'"
+    if not isinstance(text, str):
+        raise _bad(name, text, allowed)
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise _bad(name, text, allowed) from None
+    if not values or any(not 0 < v < 1 for v in values):
+        raise _bad(name, text, allowed)
+    return sorted(set(values))
+
+
+def layers(name: str, text: Any) -> str | int:
+    """"all", or a number of top layers (>= 1)."""
+    if text == "all":
+        return "all"
+    try:
+        count = int(str(text))
+    except ValueError:
+        raise _bad(name, text, 'expected "all" or a number of top layers >= 1') from None
+    if count < 1:
+        raise _bad(name, text, 'expected "all" or a number of top layers >= 1')
+    return count
