@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .store import read_text
+from .store import atomic_write_text, read_text
 
 KINDS = ("math", "multiple_choice", "integer", "toy")
 
@@ -355,9 +355,4 @@ def load_problems(source: str | Path, *, limit: int | None = None) -> list[Probl
 
 def save_problems(problems: Iterable[Problem], path: str | Path) -> Path:
     """Write problems as JSONL (one ``to_dict()`` per line); ``load_problems`` reads it back."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for problem in problems:
-            f.write(json.dumps(problem.to_dict(), ensure_ascii=False) + "\n")
-    return path
+    return atomic_write_text(path, "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in problems))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +200,13 @@ def build_organism(
             bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, do_sample=True,
             temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=192,
         )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out_dir, safe_serialization=True)
-        save_tokenizer(out_dir)
+        # written beside the target and swapped in at the end: a killed build leaves the old weights
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = out_dir.with_name(f".{out_dir.name}.building")
+        if staging.exists():
+            shutil.rmtree(staging)
+        model.save_pretrained(staging, safe_serialization=True)
+        save_tokenizer(staging)
         info = {
             "config": config.to_dict(),
             "seed": config.seed,
@@ -212,7 +218,14 @@ def build_organism(
             "torch": torch.__version__,
             "threads": config.threads,
         }
-        (out_dir / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        (staging / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        previous = out_dir.with_name(f".{out_dir.name}.previous")
+        if previous.exists():
+            shutil.rmtree(previous)
+        if out_dir.exists():
+            os.replace(out_dir, previous)
+        os.replace(staging, out_dir)
+        shutil.rmtree(previous, ignore_errors=True)
         return out_dir
     finally:
         torch.set_num_threads(old_threads)
