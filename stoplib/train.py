@@ -401,6 +401,8 @@ def _link(link: Path, target: str) -> None:
     tmp = link.with_name(f".{link.name}.tmp")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
+    if link.is_dir() and not link.is_symlink():  # a checkpoint directory of an older layout
+        shutil.rmtree(link)
     os.symlink(target, tmp)
     os.replace(tmp, link)
 

@@ -219,3 +219,13 @@ def test_bad_files_and_foreign_token_ids_are_named(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match=r"training record 8 \(problem 'foreign'\) has token id 100000, outside"):
         train_stop(make_scorer(tiny_model_dir), train, synthetic(4, 12), TrainConfig(epochs=1), tmp_path / "r",
                    progress=False)
+
+
+def test_a_directory_of_the_older_layout_is_replaced(tiny_model_dir, tmp_path):
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "stale.txt").write_text("from an older layout")
+    result = train_stop(make_scorer(tiny_model_dir), synthetic(16, 13), synthetic(8, 14), TrainConfig(epochs=1, batch_size=8),
+                        run, progress=False)
+    assert (run / "best").is_symlink() and not (result.best_dir / "stale.txt").exists()
+    StopScorer.from_pretrained(result.best_dir)
