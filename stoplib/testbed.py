@@ -70,7 +70,7 @@ def properties(bank: Bank, tokenizer: Any, prefix_len: int) -> dict[str, Any]:
     confidence = [v["within"] for k, v in props["auroc"].items() if k in ("mean_logprob", "min_logprob", "group_conf")]
     props["best_confidence_within"] = float(np.nanmax(confidence)) if confidence else float("nan")
     props["distinct_prefixes"] = distinct_prefixes(bank, prefix_len)
-    props.setdefault("prefix_fraction", prefix_len / props["mean_tokens"] if props.get("mean_tokens") else float("nan"))
+    props["prefix_fraction"] = prefix_len / props["mean_tokens"] if props.get("mean_tokens") else float("nan")
     return props
 
 
