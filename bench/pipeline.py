@@ -12,7 +12,7 @@ L = 20) on its held-out problems.
   (``VLLMEngine.generated_tokens``): it must equal the pipeline's accounting (N prefixes + the
   continuations of the kept paths).
 - With ``--engine both`` (needs vLLM) the two engines' accuracies (avg@k|N and avg@N) are compared
-  per problem, with a 95% bootstrap interval of the mean difference (scipy.stats.bootstrap): the
+  per problem, with a 95% bootstrap interval of the mean difference (paired, scipy.stats.bootstrap): the
   engines sample different paths, so they should agree within that interval.
 
     python bench/pipeline.py [--model toy] [--engine hf] [--problems 16] [--signal mean_logprob]
@@ -31,11 +31,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from scipy.stats import bootstrap  # noqa: E402
 
 from stoplib import stages  # noqa: E402
 from stoplib.config import RunConfig, resolve  # noqa: E402
 from stoplib.grading import grade  # noqa: E402
+from stoplib.metrics import paired_bootstrap_ci  # noqa: E402
 from stoplib.pipeline import PipelineResult, run_pipeline  # noqa: E402
 from stoplib.signals import make_signal  # noqa: E402
 
@@ -78,12 +78,9 @@ def run_engine(config: RunConfig, n: int, k: int, problems: int, signal_name: st
 
 
 def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of a - b over problems with a 95% bootstrap interval."""
-    diff = a - b
-    if np.allclose(diff, diff[0]):
-        return float(diff.mean()), float(diff.mean()), float(diff.mean())
-    ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=5000, random_state=0).confidence_interval
-    return float(diff.mean()), float(ci.low), float(ci.high)
+    """Mean of a - b over problems with a 95% paired bootstrap interval."""
+    ci = paired_bootstrap_ci(a, b, n_boot=5000)
+    return ci.estimate, ci.low, ci.high
 
 
 def main() -> None:

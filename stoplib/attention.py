@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from .metrics import bootstrap_ci, paired_bootstrap_ci
 from .stop import StopScorer, _decoder, left_pad
 
 
@@ -205,7 +206,7 @@ def step_spans(problem: Any, tokens: Sequence[str], offset: int, check_path: Any
 def category_table(records: Sequence[dict[str, Any]], *, quantile: float = 0.25, n_boot: int = 1000,
                    seed: int = 0) -> "Any":
     """Mean attention mass per category for the top vs bottom ``quantile`` of prefixes by score,
-    with percentile-bootstrap 95% intervals over prefixes."""
+    with percentile-bootstrap 95% intervals over prefixes (``metrics.bootstrap_ci``)."""
     import pandas as pd
 
     scores = np.array([r["score"] for r in records])
@@ -213,14 +214,12 @@ def category_table(records: Sequence[dict[str, Any]], *, quantile: float = 0.25,
     groups = {"high score": [r for r in records if r["score"] >= hi_cut],
               "low score": [r for r in records if r["score"] <= lo_cut]}
     cats = sorted({label for r in records for label in r["labels"]})
-    rng = np.random.default_rng(seed)
     rows = []
     for group, recs in groups.items():
         masses = np.array([[category_mass(r["weights"], r["labels"]).get(c, 0.0) for c in cats] for r in recs])
-        boots = masses[rng.integers(0, len(recs), (n_boot, len(recs)))].mean(axis=1)
         for j, c in enumerate(cats):
-            rows.append({"group": group, "category": c, "mass": masses[:, j].mean(),
-                         "ci_low": np.quantile(boots[:, j], 0.025), "ci_high": np.quantile(boots[:, j], 0.975),
+            ci = bootstrap_ci(masses[:, j], n_boot=n_boot, seed=seed)
+            rows.append({"group": group, "category": c, "mass": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
                          "n": len(recs)})
     return pd.DataFrame(rows)
 
@@ -264,15 +263,11 @@ def error_step_enrichment(records: Sequence[dict[str, Any]], *, n_boot: int = 10
         if r["error_span"] is not None and key in clean:
             doomed.append(enrichment(r, r["error_span"]))
             control.append(float(np.mean(clean[key])))
-    doomed_a, control_a = np.array(doomed), np.array(control)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for group, v in (("first wrong step, doomed prefix", doomed_a), ("same step, clean prefixes (matched)", control_a),
-                     ("difference (paired)", doomed_a - control_a)):
-        if v.size == 0:
-            rows.append({"group": group, "enrichment": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0})
-            continue
-        boots = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
-        rows.append({"group": group, "enrichment": float(v.mean()), "ci_low": float(np.quantile(boots, 0.025)),
-                     "ci_high": float(np.quantile(boots, 0.975)), "n": int(v.size)})
-    return pd.DataFrame(rows)
+    groups = ("first wrong step, doomed prefix", "same step, clean prefixes (matched)", "difference (paired)")
+    if not doomed:
+        return pd.DataFrame([{"group": g, "enrichment": np.nan, "ci_low": np.nan, "ci_high": np.nan, "n": 0}
+                             for g in groups])
+    cis = (bootstrap_ci(doomed, n_boot=n_boot, seed=seed), bootstrap_ci(control, n_boot=n_boot, seed=seed),
+           paired_bootstrap_ci(doomed, control, n_boot=n_boot, seed=seed))
+    return pd.DataFrame([{"group": g, "enrichment": ci.estimate, "ci_low": ci.low, "ci_high": ci.high, "n": len(doomed)}
+                         for g, ci in zip(groups, cis)])

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from stoplib import paper
 
@@ -219,7 +220,8 @@ def bootstrap_fit(budgets: Sequence[float], prefix_lens: Sequence[float] | float
                   task_lens: Sequence[float] | float, inv_gammas: Sequence[float], *,
                   fix: dict[str, float] | None = None, n_boot: int = 1000, seed: int = 0,
                   level: float = 0.95, unit: float = UNIT) -> pd.DataFrame:
-    """Percentile bootstrap (resampling points with replacement) of :func:`fit_scaling_law`.
+    """Percentile bootstrap (``scipy.stats.bootstrap``, points resampled with replacement) of
+    :func:`fit_scaling_law`.
 
     Returns one row per coefficient (index a, b, c, d) with columns ``estimate`` (full-data
     fit), ``low``, ``high`` (the ``level`` interval) and ``fixed``. The fixed set is decided on
@@ -229,19 +231,22 @@ def bootstrap_fit(budgets: Sequence[float], prefix_lens: Sequence[float] | float
     full = fit_scaling_law(budgets, prefix_lens, task_lens, inv_gammas, fix=fix, unit=unit)
     y = np.log(np.asarray(inv_gammas, dtype=float))
     cols = _design(budgets, prefix_lens, task_lens, unit)
-    rng = np.random.default_rng(seed)
-    draws, skipped = [], 0
-    for _ in range(n_boot):
-        idx = rng.integers(0, y.size, y.size)
+
+    def coefficients(idx: np.ndarray) -> np.ndarray:
         try:
             values, _ = _solve({k: v[idx] for k, v in cols.items()}, y[idx], full.fixed)
         except np.linalg.LinAlgError:
-            skipped += 1
-            continue
-        draws.append([values[n] for n in COEFF_NAMES])
-    if not draws:
+            return np.full(len(COEFF_NAMES), np.nan)
+        return np.array([values[n] for n in COEFF_NAMES])
+
+    res = stats.bootstrap((np.arange(y.size),), coefficients, n_resamples=n_boot, confidence_level=level,
+                          method="percentile", vectorized=False, rng=np.random.default_rng(seed))
+    draws = res.bootstrap_distribution.T  # (n_boot, coefficient)
+    ok = ~np.isnan(draws).any(axis=1)
+    skipped = int((~ok).sum())
+    if not ok.any():
         raise ValueError("every bootstrap resample was rank-deficient; fix more coefficients")
-    arr = np.asarray(draws)
+    arr = draws[ok]
     alpha = (1.0 - level) / 2.0
     est = full.coeffs.as_dict()
     df = pd.DataFrame({

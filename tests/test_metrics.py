@@ -144,6 +144,28 @@ def test_bootstrap_is_reproducible_and_covers_the_mean():
         bootstrap_ci([0.1, np.nan])
 
 
+
+def test_bootstrap_interval_matches_normal_theory_on_a_large_sample():
+    """For 2,000 values the percentile interval of a mean is close to mean ± 1.96·sd/√n; the paired
+    interval of a - b is that of the differences (problems resampled jointly), not of two
+    independent samples, so it is narrower when a and b are correlated."""
+    rng = np.random.default_rng(5)
+    values = rng.random(2000)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
+    ci = bootstrap_ci(values, n_boot=4000, seed=0)
+    assert ci.low == pytest.approx(values.mean() - half, abs=0.15 * half)
+    assert ci.high == pytest.approx(values.mean() + half, abs=0.15 * half)
+    b = values + rng.normal(0, 0.05, values.size)
+    paired = paired_bootstrap_ci(values, b, n_boot=4000, seed=0)
+    d = values - b
+    half_d = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
+    assert paired.high - paired.low == pytest.approx(2 * half_d, rel=0.15)
+    assert paired.high - paired.low < 0.5 * (ci.high - ci.low)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_ci(values, level=1.5)
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_ci(values, n_boot=0)
+
 def test_signal_auroc_on_a_bank():
     perfect = [np.where(bp.correct, 1.0, 0.0) for bp in HAND.problems]
     res = signal_auroc(HAND, perfect)
