@@ -342,6 +342,7 @@ class StopScorer(PrefixScorer):
                 for f in (adapter_dir / self.adapter_name).iterdir():
                     f.replace(adapter_dir / f.name)
                 (adapter_dir / self.adapter_name).rmdir()
+            _sort_target_modules(adapter_dir / "adapter_config.json")
         return directory
 
     @classmethod
@@ -373,6 +374,15 @@ class StopScorer(PrefixScorer):
         if self.config.use_adapter:
             _load_adapter(self, directory / "adapter")
         return self.eval()
+
+
+def _sort_target_modules(config_path: Path) -> None:
+    """peft writes ``target_modules`` in set order, which changes from process to process: sorted,
+    the same training gives the same checkpoint bytes in every process."""
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _load_adapter(scorer: StopScorer, adapter_dir: Path) -> None:
