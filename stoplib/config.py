@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import params
 from .engines.base import SamplingParams
 from .labels import LabelConfig
 from .presets import SCALES, Sizes, get_preset
@@ -110,25 +111,24 @@ def resolve(
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    params.text("model", model)
+    results_root, figures_dir = params.path_text("results_root", results_root), params.path_text("figures_dir", figures_dir)
     field_names = {f.name for f in fields(RunConfig)}
     unknown = set(overrides) - field_names - KNOBS
     if unknown:
         raise ValueError(f"unknown config fields {sorted(unknown)}; valid: {sorted(field_names | KNOBS)}")
+    for name, kind in OVERRIDE_TYPES.items():
+        if name in overrides:
+            params.instance(name, overrides[name], kind)
     preset = get_preset(model)
     sizes = replace(preset.sizes_for(scale), **{k: v for k, v in overrides.items() if k in KNOBS - {"max_new_tokens"}})
-    for name in ("n_paths", "keep", "prefix_len", "batch_size", "n_filter", "k_rollouts", "epochs", "train_batch",
-                 "grad_accum", "lora_r", "stop_seeds"):
-        _check_int(name, getattr(sizes, name), 1)
-    for name in ("n_eval_problems", "n_train_problems"):
-        _check_int(name, getattr(sizes, name), 0)
+    _check_sizes(sizes)
     max_new = overrides.get("max_new_tokens", sizes.max_new_tokens)
     _check_int("max_new_tokens", max_new, 2)
     if sizes.keep > sizes.n_paths:
         raise ValueError(f"keep={sizes.keep} must be <= n_paths={sizes.n_paths}")
     if sizes.prefix_len >= max_new:
         raise ValueError(f"prefix_len={sizes.prefix_len} must be below max_new_tokens={max_new} (paths are cut there)")
-    if not (isinstance(sizes.lr, (int, float)) and 0 < sizes.lr < 1):
-        raise ValueError(f"lr must be in (0, 1), got {sizes.lr!r}")
 
     results_root, figures_dir = project_path(results_root), project_path(figures_dir)
     from .models import materialize
@@ -159,8 +159,59 @@ def resolve(
     config = replace(config, **{k: v for k, v in overrides.items() if k in field_names})
     if "benchmark" in overrides and "prompt" not in overrides:  # the prompt follows the evaluation problems
         config = replace(config, prompt=PromptConfig.for_source(config.benchmark, chat_kwargs=preset.chat_kwargs))
-    _check_int("workers", config.workers, 1)
+    check_config(config)
     return config
+
+
+#: Overrides of whole values: the type each must have.
+OVERRIDE_TYPES: dict[str, type] = {
+    "sampling": SamplingParams, "labels": LabelConfig, "stop": StopConfig, "train": TrainConfig,
+    "prompt": PromptConfig, "model_path": str,
+}
+
+
+def _check_sizes(sizes: Sizes) -> None:
+    """Types and ranges of the preset's sizes after overrides."""
+    for name in ("n_paths", "keep", "prefix_len", "batch_size", "n_filter", "k_rollouts", "epochs", "train_batch",
+                 "grad_accum", "lora_r", "stop_seeds"):
+        _check_int(name, getattr(sizes, name), 1)
+    for name in ("n_eval_problems", "n_train_problems"):
+        _check_int(name, getattr(sizes, name), 0)
+    params.optional_int("prefixes_per_problem", sizes.prefixes_per_problem)
+    params.optional_int("verifier_epochs", sizes.verifier_epochs)
+    params.number("lr", sizes.lr, 0, 1)
+
+
+def check_config(config: RunConfig) -> None:
+    """Every field of a resolved config and their combinations; errors name the parameter, the
+    value and what is valid. The model's maximum context is checked when its config is on disk
+    (else when the model is loaded: :func:`stoplib.stages.check_context`)."""
+    for name in ("n_paths", "keep", "prefix_len", "batch_size", "workers", "stop_seeds", "verifier_epochs"):
+        _check_int(name, getattr(config, name), 1)
+    for name in ("n_eval_problems", "n_train_problems"):
+        _check_int(name, getattr(config, name), 0)
+    params.text("benchmark", config.benchmark)
+    params.text("train_problems", config.train_problems, optional=True)
+    params.text("model_path", config.model_path)
+    params.optional_int("threads", config.threads)
+    params.text("attn_implementation", config.attn_implementation, optional=True)
+    for name, kind in OVERRIDE_TYPES.items():
+        params.instance(name, getattr(config, name), kind)
+    if config.keep > config.n_paths:
+        raise ValueError(f"keep={config.keep} must be <= n_paths={config.n_paths}")
+    max_new = config.sampling.max_new_tokens
+    if config.prefix_len >= max_new:
+        raise ValueError(f"prefix_len={config.prefix_len} must be below max_new_tokens={max_new} (paths are cut there)")
+    for length in config.labels.prefix_lens:
+        if length >= config.labels.sampling.max_new_tokens:
+            raise ValueError(f"labels.prefix_lens={config.labels.prefix_lens} must each be below the labels' "
+                             f"max_new_tokens={config.labels.sampling.max_new_tokens}")
+    from .models import max_context
+
+    context = max_context(config.model_path)
+    if context is not None and config.prefix_len >= context:
+        raise ValueError(f"prefix_len={config.prefix_len} must be below the maximum context of model "
+                         f"{config.model!r} ({context} tokens, with the prompt): lower prefix_len")
 
 
 #: Sequences submitted per engine call by dataset construction and the bank with vLLM, which
@@ -188,8 +239,7 @@ def run_name(model: str, engine: str = "hf") -> str:
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    params.positive_int(name, value, low)
 
 
 def default_workers(cpu_workers: int, engine: str, scale: str) -> int:

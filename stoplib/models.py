@@ -104,6 +104,8 @@ def model_identity(model: str | Path, revision: str | None = None) -> dict[str, 
 def check_model_dir(path: str | Path) -> Path:
     """A local model directory that both engines can load; errors say what is missing."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"model {path} is a file, not a model directory (config.json, weights, tokenizer)")
     if not path.is_dir():
         raise FileNotFoundError(f"model directory {path} does not exist")
     if not (path / "config.json").is_file():
@@ -112,6 +114,35 @@ def check_model_dir(path: str | Path) -> Path:
     if not weights:
         raise FileNotFoundError(f"model directory {path} has no weights (*.safetensors or *.bin)")
     return path
+
+
+#: Config fields that hold a model's maximum context (positions), by architecture.
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def context_of(config: dict[str, Any]) -> int | None:
+    """The maximum context (positions) of a model config as a dict, or None when it names none."""
+    for part in (config, config.get("text_config") or {}):
+        for name in _CONTEXT_FIELDS:
+            value = part.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def max_context(model: str | Path) -> int | None:
+    """The maximum context of a local model directory from its config.json (None: not a local
+    directory, or its config names no maximum)."""
+    path = Path(str(model)).expanduser() / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"model config {path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"model config {path}: expected a JSON object")
+    return context_of(config)
 
 
 def materialize(source: str, store_root: str | Path, *, progress: bool = True) -> Path:

@@ -1,9 +1,12 @@
-"""Notebook parameters beyond the run's config (see :func:`stoplib.config.resolve`): parsed and
-validated here, so that a bad value stops the notebook with an error naming the parameter, the
-value and what is allowed, before any work is done."""
+"""Parameters of notebooks, the CLI and :func:`stoplib.config.resolve`: parsed and validated here,
+so that a bad value stops the run with an error naming the parameter, the value and what is
+allowed, before any work is done. ``resolve()`` checks the run's config with these functions;
+notebooks check their own further parameters (variants, n_boot, layers, ...) with them."""
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any, Sequence
 
 
@@ -15,6 +18,46 @@ def positive_int(name: str, value: Any, minimum: int = 1) -> int:
     """An integer of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _bad(name, value, f"expected an integer >= {minimum}")
+    return value
+
+
+def optional_int(name: str, value: Any, minimum: int = 1) -> int | None:
+    """None, or an integer of at least ``minimum``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise _bad(name, value, f"expected None or an integer >= {minimum}")
+    return value
+
+
+def number(name: str, value: Any, low: float, high: float) -> float:
+    """A finite number strictly between ``low`` and ``high``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not low < value < high):
+        raise _bad(name, value, f"expected a number strictly between {low} and {high}")
+    return float(value)
+
+
+def text(name: str, value: Any, *, optional: bool = False) -> str | None:
+    """A non-empty string (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(name, value, "expected a non-empty string" + (" or None" if optional else ""))
+    return value
+
+
+def path_text(name: str, value: Any) -> str:
+    """A non-empty file-system path (str or os.PathLike)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(name, value, "expected a non-empty path")
+    return value
+
+
+def instance(name: str, value: Any, kind: type) -> Any:
+    """An instance of ``kind``."""
+    if not isinstance(value, kind):
+        raise _bad(name, value, f"expected a {kind.__name__}, got {type(value).__name__}")
     return value
 
 

@@ -19,7 +19,7 @@ from .bank import Bank, build_bank, load_bank
 from .config import RunConfig, engine_batch
 from .engines import Engine, make_engine
 from .labels import build_labels
-from .models import file_hash, model_identity
+from .models import context_of, file_hash, model_identity
 from .problems import Problem
 from .stop import StopConfig, StopScorer
 from .store import LOCK_FILE, Store, atomic_write_json, config_hash, read_json, run_lock
@@ -65,6 +65,23 @@ def vocab_size(config: RunConfig) -> int:
 
     model_config = AutoConfig.from_pretrained(config.model_path)
     return int(getattr(model_config.get_text_config(decoder=True), "vocab_size"))
+
+
+def check_context(config: RunConfig, problems: Sequence[Problem], prompts: Sequence[Sequence[int]]) -> None:
+    """The longest prompt, the prefix and the [STOP] tokens must fit the model's maximum context
+    (read from the loaded model's config, so it holds for hub models too)."""
+    from transformers import AutoConfig
+
+    if not prompts:
+        return
+    context = context_of(AutoConfig.from_pretrained(config.model_path).to_dict())
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    need = len(prompts[longest]) + config.prefix_len + config.stop.num_tokens
+    if context is not None and need > context:
+        raise ValueError(f"prefix_len={config.prefix_len}: the prompt of problem {problems[longest].id!r} "
+                         f"({len(prompts[longest])} tokens) + the prefix + {config.stop.num_tokens} [STOP] tokens "
+                         f"= {need} tokens exceed the maximum context of model {config.model!r} ({context} "
+                         "tokens): lower prefix_len or use shorter problems")
 
 
 def load_tokenizer(config: RunConfig) -> Any:
@@ -140,8 +157,9 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
             source = engine or engine_for(config)
             tokenizer = source.tokenizer
         workers = config.workers if engine is None else 1
-        card = build_labels(source, problems, prompts_for(problems, tokenizer, config), labels, directory,
-                            workers=workers, progress=progress)
+        prompts = prompts_for(problems, tokenizer, config)
+        check_context(config, problems, prompts)
+        card = build_labels(source, problems, prompts, labels, directory, workers=workers, progress=progress)
         check_dataset(card, config)
         card["complete"] = True
         atomic_write_json(card_path, card)
@@ -243,7 +261,9 @@ def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool =
         if (directory / "complete.json").exists():
             return load_bank(directory, problems)
         engine = engine or engine_for(config)
-        bank = build_bank(engine, problems, prompts_for(problems, engine.tokenizer, config), config.n_paths, config.sampling,
+        prompts = prompts_for(problems, engine.tokenizer, config)
+        check_context(config, problems, prompts)
+        bank = build_bank(engine, problems, prompts, config.n_paths, config.sampling,
                           directory, problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
                           progress=progress)
         atomic_write_json(directory / "complete.json", {"problems": len(problems)})

@@ -27,11 +27,21 @@ def test_overrides_reach_every_stage_config():
 @pytest.mark.parametrize("overrides, message", [
     ({"keep": 9}, "keep=9 must be <= n_paths=8"),
     ({"prefix_len": 200}, "prefix_len=200 must be below max_new_tokens=200"),
-    ({"n_paths": 0}, "n_paths must be an integer >= 1, got 0"),
-    ({"epochs": 1.5}, "epochs must be an integer >= 1, got 1.5"),
-    ({"lr": 0}, "lr must be in"),
-    ({"workers": 0}, "workers must be an integer >= 1, got 0"),
+    ({"n_paths": 0}, "parameter n_paths=0: expected an integer >= 1"),
+    ({"epochs": 1.5}, "parameter epochs=1.5: expected an integer >= 1"),
+    ({"lr": 0}, "parameter lr=0: expected a number strictly between 0 and 1"),
+    ({"lr": float("nan")}, "parameter lr=nan"),
+    ({"workers": 0}, "parameter workers=0: expected an integer >= 1"),
     ({"prefix_lenght": 3}, "unknown config fields \\['prefix_lenght'\\]"),
+    ({"prefixes_per_problem": 0}, "parameter prefixes_per_problem=0: expected None or an integer >= 1"),
+    ({"verifier_epochs": "2"}, "parameter verifier_epochs='2'"),
+    ({"n_eval_problems": -1}, "parameter n_eval_problems=-1: expected an integer >= 0"),
+    ({"threads": 0}, "parameter threads=0: expected None or an integer >= 1"),
+    ({"benchmark": 5}, "parameter benchmark=5: expected a non-empty string"),
+    ({"train_problems": ["toy"]}, "parameter train_problems=\\['toy'\\]"),
+    ({"sampling": {"temperature": 1.0}}, "parameter sampling=.*expected a SamplingParams, got dict"),
+    ({"max_new_tokens": 30}, "prefix_len=36 must be below max_new_tokens=30"),
+    ({"prefix_len": 600, "max_new_tokens": 700}, r"prefix_len=600 must be below the maximum context of model 'toy' \(512"),
 ])
 def test_bad_values_name_the_parameter(overrides, message):
     with pytest.raises(ValueError, match=message):
