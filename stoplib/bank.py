@@ -143,6 +143,8 @@ def build_bank(
 def load_bank(out_dir: str | FsPath, problems: Sequence[Problem]) -> Bank:
     """Load a bank built for ``problems`` (in that order); errors name what is missing."""
     out_dir = FsPath(out_dir)
+    if not (out_dir / "index.jsonl").is_file():
+        raise FileNotFoundError(f"{out_dir} holds no rollout bank (no index.jsonl); build it first")
     rows = {r["problem_id"]: r for r in read_jsonl(out_dir / "index.jsonl")}
     bank = []
     for i, problem in enumerate(problems):

@@ -112,7 +112,7 @@ def _config(args: argparse.Namespace):
     from .config import resolve
 
     overrides: dict = {name: getattr(args, name) for name in ("benchmark", "train_problems") if getattr(args, name, None)}
-    if getattr(args, "workers", None):
+    if getattr(args, "workers", None) is not None:
         overrides["workers"] = args.workers
     return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
 
@@ -198,7 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     info.set_defaults(func=_cmd_info)
 
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except USER_ERRORS as err:  # a bad input: its message, without a traceback ($STOPLIB_TRACEBACK=1 shows it)
+        if os.environ.get("STOPLIB_TRACEBACK"):
+            raise
+        parser.exit(2, f"stoplib {args.command}: error: {err}\n")
+
+
+#: Errors that describe a bad input (a parameter, a file, a model): the CLI prints their message.
+USER_ERRORS = (ValueError, OSError, ImportError)
 
 
 if __name__ == "__main__":

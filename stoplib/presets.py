@@ -133,7 +133,7 @@ PRESETS: dict[str, ModelPreset] = {
 def get_preset(model: str) -> ModelPreset:
     """The preset of ``model``: a name in :data:`PRESETS`, else the generic preset for a local
     directory or a hub id ("owner/name"). Anything else is an unknown preset name."""
-    if model in PRESETS:
+    if isinstance(model, str) and model in PRESETS:
         return PRESETS[model]
     if not model or not isinstance(model, str):
         raise ValueError(f"model must be a preset name, a local directory or a hub id, got {model!r}")

@@ -146,6 +146,8 @@ def _require(row: Mapping[str, Any], key: str, types: type | tuple[type, ...] = 
         allowed = (types,) if isinstance(types, type) else types
         names = " or ".join(t.__name__ for t in allowed)
         raise ValueError(f"field '{key}': expected {names}, got {type(value).__name__}")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"field '{key}' is empty")
     return value
 
 
@@ -212,7 +214,7 @@ def _parse_generic(row: Mapping[str, Any], index: int, source: str) -> Problem:
     if not isinstance(row_source, str):
         raise ValueError(f"field 'source': expected str, got {type(row_source).__name__}")
     return Problem(
-        id=_text(row, "id") if "id" in row else str(index),
+        id=_text(row, "id") if "id" in row else str(index),  # an empty id is an error (_require)
         prompt=_require(row, question_key),
         answer=_text(row, "answer"),
         kind=kind,
@@ -337,12 +339,18 @@ def load_problems(source: str | Path, *, limit: int | None = None) -> list[Probl
 
     ``limit`` keeps the first ``limit`` problems (the whole file is still validated).
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"parameter limit={limit!r}: expected None or an integer >= 1")
+    if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
+        raise ValueError(f"problems source {source!r}: expected a benchmark name, a .json/.jsonl path or 'hf:<dataset>'")
     if isinstance(source, str) and source.startswith("hf:"):
         return _load_hf(source, limit)
     if isinstance(source, str) and source in BENCHMARKS:
         path, name = _benchmark_path(source), source
     else:
         path = Path(source)
+        if path.is_dir():
+            raise IsADirectoryError(f"problems file {path} is a directory; give a .json or .jsonl file")
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: no such file (known benchmark names: {', '.join(BENCHMARKS)})"
@@ -350,6 +358,8 @@ def load_problems(source: str | Path, *, limit: int | None = None) -> list[Probl
         by_file = {filename: n for n, filename in BENCHMARKS.items()}
         name = by_file.get(path.name, path.stem)
     problems = _parse_rows(_read_rows(path), source=name)
+    if not problems:
+        raise ProblemFormatError(f"{path}: the file holds no problems")
     return problems if limit is None else problems[:limit]
 
 

@@ -79,10 +79,17 @@ class StopConfig(JsonConfig):
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        if self.num_tokens < 1:
-            raise ValueError(f"num_tokens must be >= 1, got {self.num_tokens}")
-        if self.use_adapter and self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+        from . import params
+
+        params.text("token", self.token)
+        params.positive_int("num_tokens", self.num_tokens)
+        if self.use_adapter:
+            params.positive_int("lora_r", self.lora_r)
+            params.number("lora_alpha", self.lora_alpha, 0, float("inf"))
+            if not (isinstance(self.lora_dropout, (int, float)) and 0 <= self.lora_dropout < 1):
+                raise ValueError(f"parameter lora_dropout={self.lora_dropout!r}: expected a number in [0, 1)")
+            if not self.target_modules or not all(isinstance(m, str) for m in self.target_modules):
+                raise ValueError(f"parameter target_modules={self.target_modules!r}: expected module names")
 
 
 
@@ -351,12 +358,14 @@ class StopScorer(PrefixScorer):
     ) -> "StopScorer":
         """Load a checkpoint; the base model is loaded from its recorded id unless given."""
         directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"STOP checkpoint {directory} does not exist (or is not a directory)")
         config_path = directory / "stop_config.json"
         if not config_path.exists():
             if (directory / "assess_token_config.json").exists():
                 return from_authors_checkpoint(directory, base_model, tokenizer, **load_kwargs)
             raise FileNotFoundError(f"{directory} has no stop_config.json (not a STOP checkpoint)")
-        config = StopConfig.from_dict(json.loads(config_path.read_text()))
+        config = _checkpoint_config(config_path)
         base_model, tokenizer = _base(config, base_model, tokenizer, **load_kwargs)
         return cls(base_model, tokenizer, config).load_weights(directory)
 
@@ -365,8 +374,18 @@ class StopScorer(PrefixScorer):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        state = load_file(str(directory / "stop_head.safetensors"))
-        _check_shape(state["head.weight"], self.head.weight, directory / "stop_head.safetensors")
+        path = directory / "stop_head.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"STOP checkpoint {directory}: {path.name} is missing")
+        try:
+            state = load_file(str(path))
+        except Exception as err:  # safetensors' own error type for a truncated or corrupt file
+            raise ValueError(f"{path} is corrupt or truncated ({err}); restore or retrain the checkpoint") from err
+        missing = {"head.weight", "head.bias", "stop_embedding"} - set(state)
+        if missing:
+            raise ValueError(f"{path} lacks the tensors {sorted(missing)} (not a STOP head file)")
+        _check_shape(state["head.weight"], self.head.weight, path)
+        _check_shape(state["stop_embedding"], self.stop_embedding, path, "[STOP] embedding")
         with torch.no_grad():
             self.head.weight.copy_(state["head.weight"])
             self.head.bias.copy_(state["head.bias"])
@@ -385,12 +404,36 @@ def _sort_target_modules(config_path: Path) -> None:
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
+def _checkpoint_config(path: Path) -> StopConfig:
+    """The StopConfig of a checkpoint's ``stop_config.json``; errors name the file."""
+    from .store import read_text
+
+    try:
+        data = json.loads(read_text(path, "STOP checkpoint config"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); restore or retrain the checkpoint") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return StopConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def _load_adapter(scorer: StopScorer, adapter_dir: Path) -> None:
     from peft import set_peft_model_state_dict
     from peft.utils import load_peft_weights
 
-    result = set_peft_model_state_dict(scorer.model, load_peft_weights(str(adapter_dir), device=str(scorer.device)),
-                                       adapter_name=scorer.adapter_name)
+    weights = [adapter_dir / name for name in ("adapter_model.safetensors", "adapter_model.bin")]
+    if not any(p.is_file() for p in weights):
+        raise FileNotFoundError(f"STOP checkpoint {adapter_dir.parent}: the adapter ({weights[0]}) is missing; "
+                                "the checkpoint's stop_config.json says use_adapter=true")
+    try:
+        state = load_peft_weights(str(adapter_dir), device=str(scorer.device))
+        result = set_peft_model_state_dict(scorer.model, state, adapter_name=scorer.adapter_name)
+    except Exception as err:  # a truncated file, or a rank / layer that does not fit
+        raise ValueError(f"{adapter_dir}: the adapter weights cannot be loaded into this model "
+                         f"({type(err).__name__}: {str(err)[:300]}); restore or retrain the checkpoint") from err
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{adapter_dir}: adapter weights that fit no layer: {result.unexpected_keys[:5]}")
     scorer._set_adapter(False)
@@ -409,9 +452,9 @@ def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device | str = "c
     return ids.to(device), mask.to(device)
 
 
-def _check_shape(loaded: torch.Tensor, expected: torch.Tensor, where: Path) -> None:
+def _check_shape(loaded: torch.Tensor, expected: torch.Tensor, where: Path, what: str = "head") -> None:
     if tuple(loaded.shape) != tuple(expected.shape):
-        raise ValueError(f"{where}: head shape {tuple(loaded.shape)} does not fit the base model {tuple(expected.shape)}")
+        raise ValueError(f"{where}: {what} shape {tuple(loaded.shape)} does not fit the base model {tuple(expected.shape)}")
 
 
 def _base(config: StopConfig, base_model: Any, tokenizer: Any, **load_kwargs: Any) -> tuple[Any, Any]:

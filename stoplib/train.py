@@ -59,7 +59,8 @@ def _first(row: dict, names: Sequence[str]) -> tuple[str | None, Any]:
 def parse_label_record(row: dict, where: str) -> LabelRecord:
     """Validate one JSON row; errors name ``where`` (file and line) and the field."""
     ids = row.get("prefix_token_ids")
-    if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids):
+    if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                        for t in ids):
         raise ValueError(f"{where}: field 'prefix_token_ids' must be a non-empty list of token ids")
     name, soft = _first(row, SOFT_FIELDS)
     if name is None:
@@ -110,10 +111,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from . import params
+
         if self.truncate not in ("error", "left"):
             raise ValueError(f"truncate must be 'error' or 'left', got {self.truncate!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("epochs, batch_size and grad_accum must be >= 1")
+        for name in ("epochs", "batch_size", "grad_accum", "max_length"):
+            params.positive_int(name, getattr(self, name))
+        params.positive_int("warmup_steps", self.warmup_steps, 0)
+        params.positive_int("seed", self.seed, 0)
+        params.number("lr", self.lr, 0, float("inf"))
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < 1:
+            raise ValueError(f"parameter weight_decay={self.weight_decay!r}: expected a number in [0, 1)")
 
 
 @dataclass
@@ -304,11 +312,16 @@ def train_stop(
     committed = resume_point(out_dir, _config_key(config))
     if committed is not None:
         epoch_dir = _epoch_dir(out_dir, committed["epoch"])
-        state = torch.load(epoch_dir / "train_state.pt", map_location="cpu", weights_only=True)
-        scorer.load_weights(epoch_dir / "checkpoint")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        result.history = json.loads((epoch_dir / "history.json").read_text())
+        try:
+            state = torch.load(epoch_dir / "train_state.pt", map_location="cpu", weights_only=True)
+            scorer.load_weights(epoch_dir / "checkpoint")
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            result.history = json.loads((epoch_dir / "history.json").read_text())
+        except Exception as err:  # files changed or damaged after their commit
+            raise ValueError(f"{epoch_dir}: the committed epoch {committed['epoch']} cannot be resumed "
+                             f"({type(err).__name__}: {str(err)[:200]}); remove {out_dir} (or run with --force) "
+                             "to train from scratch") from err
         start_epoch = len(result.history)
         result.best_epoch, result.best_dir = int(committed["best_epoch"]), out_dir / "best"
 
@@ -464,7 +477,12 @@ def resume_point(out_dir: Path, config_key: str) -> dict[str, Any] | None:
         if (out_dir / "epochs").exists():
             shutil.rmtree(out_dir / "epochs")  # a first epoch that never committed
         return None
-    committed = read_json(path)
+    try:
+        committed = read_json(path)
+        int(committed["epoch"]), int(committed["best_epoch"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); remove {out_dir} (or run with --force) "
+                         "to train from scratch") from None
     if committed.get("config") != config_key:
         raise ValueError(f"{out_dir} holds a training run with another configuration; use a new directory "
                          "or remove it")

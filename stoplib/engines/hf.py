@@ -64,7 +64,10 @@ def resolve_device(device: str = "auto") -> torch.device:
     """"auto" -> cuda when available, else cpu."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
@@ -92,16 +95,31 @@ def load_model_and_tokenizer(
     """Load a causal LM and its tokenizer from a hub id or a local directory (eval mode)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..models import check_model_dir
+
     text = str(model)
-    if not FsPath(text).expanduser().exists() and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
+    local = FsPath(text).expanduser()
+    if not local.exists() and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
         raise FileNotFoundError(f"model directory {text!r} does not exist (a hub id has the form 'owner/name')")
+    if local.exists():
+        check_model_dir(local)
     dev = resolve_device(device)
     kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, dev), revision=revision,
                                   trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs).to(dev).eval()
-    tok = AutoTokenizer.from_pretrained(str(model), revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs).to(dev).eval()
+        tok = AutoTokenizer.from_pretrained(str(model), revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as err:  # transformers' and safetensors' errors, named by the model they concern
+        if local.exists():
+            raise ValueError(f"cannot load the model in {local} ({type(err).__name__}: {str(err)[:300]}): "
+                             "its config, weights or tokenizer files are damaged or incomplete") from err
+        if isinstance(err, OSError):
+            raise OSError(f"model {text!r} is not a local directory and cannot be loaded from the Hugging Face "
+                          f"hub or its cache ({str(err)[:300]}); check the id, or download it while online "
+                          "(HF_HUB_OFFLINE=1 forbids downloads)") from err
+        raise
     return lm, tok
 
 
