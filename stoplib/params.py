@@ -32,7 +32,8 @@ def number(name: str, value: Any, low: float, high: float) -> float:
     """A finite number strictly between ``low`` and ``high``."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not low < value < high):
-        raise _bad(name, value, f"expected a number strictly between {low} and {high}")
+        allowed = f"> {low}" if math.isinf(high) else f"strictly between {low} and {high}"
+        raise _bad(name, value, f"expected a number {allowed}")
     return float(value)
 
 

@@ -105,7 +105,7 @@ def problem_groups(count: int, n: int, max_paths_in_flight: int | None) -> list[
     at least one problem per group). None: one group."""
     if max_paths_in_flight is None or count == 0:
         return [range(count)]
-    if max_paths_in_flight < 1:
+    if isinstance(max_paths_in_flight, bool) or not isinstance(max_paths_in_flight, int) or max_paths_in_flight < 1:
         raise ValueError(f"max_paths_in_flight must be >= 1 or None, got {max_paths_in_flight}")
     per_group = max(1, max_paths_in_flight // n)
     return [range(start, min(count, start + per_group)) for start in range(0, count, per_group)]
@@ -136,6 +136,10 @@ def run_pipeline(
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
     if not 1 <= k <= n:
         raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    if not 1 <= prefix_len < params.max_new_tokens:
+        raise ValueError(f"prefix_len={prefix_len} must be in [1, max_new_tokens={params.max_new_tokens})")
+    if not problems:
+        raise ValueError("run_pipeline got no problems")
     if max_paths_in_flight == "auto":
         max_paths_in_flight = getattr(engine, "batch_size", None)
     result = PipelineResult()

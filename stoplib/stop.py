@@ -478,18 +478,22 @@ def from_authors_checkpoint(
     exactly to our scalar head (logit = z1 - z0, so sigmoid = softmax[1]).
     """
     directory = Path(directory)
-    meta = json.loads((directory / "assess_token_config.json").read_text())
     adapter_dir = directory / "adapter" / "classifier"
     if not adapter_dir.exists():
         adapter_dir = directory / "adapter"
-    adapter_meta = json.loads((adapter_dir / "adapter_config.json").read_text())
-    config = StopConfig(
-        token=meta.get("assess_token", "[ASSESS]"), num_tokens=int(meta.get("num_assess_tokens", 4)),
-        lora_r=int(adapter_meta["r"]), lora_alpha=int(adapter_meta["lora_alpha"]),
-        lora_dropout=float(adapter_meta.get("lora_dropout", 0.0)),
-        target_modules=tuple(adapter_meta["target_modules"]),
-        base_model=str(adapter_meta.get("base_model_name_or_path") or ""),
-    )
+    try:
+        meta = json.loads((directory / "assess_token_config.json").read_text())
+        adapter_meta = json.loads((adapter_dir / "adapter_config.json").read_text())
+        config = StopConfig(
+            token=meta.get("assess_token", "[ASSESS]"), num_tokens=int(meta.get("num_assess_tokens", 4)),
+            lora_r=int(adapter_meta["r"]), lora_alpha=int(adapter_meta["lora_alpha"]),
+            lora_dropout=float(adapter_meta.get("lora_dropout", 0.0)),
+            target_modules=tuple(adapter_meta["target_modules"]),
+            base_model=str(adapter_meta.get("base_model_name_or_path") or ""),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{directory}: not a readable checkpoint of the authors' layout "
+                         f"(assess_token_config.json, adapter/adapter_config.json): {type(err).__name__}: {err}") from err
     base_model, tokenizer = _base(config, base_model, tokenizer, **load_kwargs)
     scorer = StopScorer(base_model, tokenizer, config)
     head = torch.load(directory / "classifier_head.pth", map_location="cpu", weights_only=True)

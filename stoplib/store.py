@@ -228,6 +228,8 @@ class Store:
 
     def __init__(self, root: str | Path = "results") -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"results root {self.root} is a file, not a directory")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
