@@ -1,4 +1,9 @@
-"""Paper-style figures. One function per figure; ``save_figure`` writes them to figures/."""
+"""Paper-style figures. One function per figure; ``save_figure`` writes them to figures/.
+
+Statistical figures are drawn with seaborn; intervals are the ones the tables report (computed
+with ``scipy.stats.bootstrap`` in :mod:`stoplib.metrics`), so a figure and its table agree.
+Log axes carry plain numbers (1, 2, 5, 10, ..., 2k), never matplotlib's 2×10³ labels.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,17 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
+from matplotlib import ticker
+
+# one colour per taxonomy type, used by every figure that shows signals
+TYPE_COLORS = {"-": "#222222", "control": "#9a9a9a", "I": "#8172B3", "II": "#CCB974", "III": "#64B5CD", "IV": "#C44E52"}
+TYPE_NAMES = {"-": "no pruning", "control": "control", "I": "Type I", "II": "Type II", "III": "Type III",
+              "IV": "Type IV"}
 
 
 def set_style() -> None:
     """A clean seaborn style used by every figure."""
-    import seaborn as sns
-
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
 
 
@@ -30,14 +40,33 @@ def save_figure(fig: "plt.Figure", name: str, figures_dir: str | Path = "figures
     return paths
 
 
+def _plain_number(value: float, _pos: int | None = None) -> str:
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
+def plain_log_axis(ax: "plt.Axes", which: str = "x") -> None:
+    """Log scale with plain-number ticks: 1-2-5 steps over several decades, every integer step
+    within one decade, no minor labels."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    low, high = ax.get_xlim() if which == "x" else ax.get_ylim()
+    decades = np.log10(max(high, 1e-12) / max(low, 1e-12))
+    subs = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 1.2 else (1.0, 2.0, 5.0) if decades < 3.5 else (1.0,)
+    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(ticker.FuncFormatter(_plain_number))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_pass_counts(pass_counts: Sequence[int], n: int, band: tuple[int, int] | None = None,
                      title: str = "Correct paths per problem") -> "plt.Figure":
     """Histogram of correct paths out of n per problem; the learnable band shaded."""
     set_style()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(pass_counts, bins=range(0, n + 2), color="#4C72B0", edgecolor="white", align="left")
+    sns.histplot(x=np.asarray(pass_counts), bins=np.arange(-0.5, n + 1.5), color="#4C72B0", ax=ax)
     if band is not None:
-        ax.axvspan(band[0] - 0.5, band[1] + 0.5, color="#55A868", alpha=0.15, label=f"kept band {band[0]}-{band[1]}")
+        ax.axvspan(band[0] - 0.5, band[1] + 0.5, color="#55A868", alpha=0.15, label=f"kept band {band[0]}–{band[1]}")
         ax.legend(loc="upper center", frameon=False)
     ax.set(xlabel=f"correct paths out of {n}", ylabel="problems", title=title)
     return fig
@@ -46,14 +75,17 @@ def plot_pass_counts(pass_counts: Sequence[int], n: int, band: tuple[int, int] |
 def plot_label_distribution(soft: Sequence[float], hard: Sequence[int]) -> "plt.Figure":
     """Soft (Monte Carlo) labels, split by the hard label of the path the prefix came from."""
     set_style()
-    soft, hard = np.asarray(soft), np.asarray(hard)
+    soft, hard = np.asarray(soft, dtype=float), np.asarray(hard)
+    origin = np.where(hard == 1, "original path correct", "original path wrong")
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    bins = np.linspace(0, 1, 21)
-    ax.hist([soft[hard == 1], soft[hard == 0]], bins=bins, stacked=True, color=["#55A868", "#C44E52"],
-            label=["original path correct", "original path wrong"], edgecolor="white")
-    ax.set(xlabel="soft label s_mc (fraction of continuations correct)", ylabel="prefixes",
+    sns.histplot(x=soft, hue=origin, hue_order=["original path correct", "original path wrong"],
+                 palette=["#55A868", "#C44E52"], bins=np.linspace(0, 1, 21), multiple="stack", ax=ax)
+    legend = ax.get_legend()
+    if legend is not None:
+        legend.set_title(None)
+        legend.set_frame_on(False)
+    ax.set(xlabel="soft label (share of continuations that end correct)", ylabel="prefixes",
            title="Monte Carlo soft labels")
-    ax.legend(frameon=False)
     return fig
 
 
@@ -62,15 +94,17 @@ def plot_learning_curves(history: Sequence[dict], title: str = "STOP training") 
     set_style()
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.0))
-    axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
-    axes[0].set(title="train soft BCE", xlabel="epoch")
-    axes[1].plot(epochs, [h["val_mse"] for h in history], marker="o", color="#C44E52")
-    axes[1].set(title="validation MSE to s_mc", xlabel="epoch")
+    sns.lineplot(x=epochs, y=[h["train_loss"] for h in history], marker="o", ax=axes[0])
+    axes[0].set(title="train loss (soft-label BCE)", xlabel="epoch")
+    sns.lineplot(x=epochs, y=[h["val_mse"] for h in history], marker="o", color="#C44E52", ax=axes[1])
+    axes[1].set(title="validation MSE to the soft labels", xlabel="epoch")
     for key, label in (("val_auroc", "pooled"), ("val_within_auroc", "within problem")):
         if key in history[0]:
-            axes[2].plot(epochs, [h[key] for h in history], marker="o", label=label)
+            sns.lineplot(x=epochs, y=[h[key] for h in history], marker="o", label=label, ax=axes[2])
     axes[2].set(title="validation AUROC (path correct)", xlabel="epoch")
     axes[2].legend(frameon=False)
+    for ax in axes:
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -80,7 +114,7 @@ def plot_first_error_positions(fractions: Sequence[float], prefix_fraction: floa
     """Where failed paths make their first error, as a fraction of the path."""
     set_style()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(fractions, bins=np.linspace(0, 1, 21), color="#C44E52", edgecolor="white")
+    sns.histplot(x=np.asarray(fractions, dtype=float), bins=np.linspace(0, 1, 21), color="#C44E52", ax=ax)
     ax.axvline(prefix_fraction, color="k", ls="--", label=f"prefix (L) = {prefix_fraction:.0%} of a path")
     ax.set(xlabel="position of the first wrong step (fraction of the path)", ylabel="failed paths",
            title="Failures begin early")
@@ -107,54 +141,67 @@ def plot_salvage_curve(positions: Sequence[float], still_salvageable: Sequence[f
     return fig
 
 
-TYPE_COLORS = {"-": "#7f7f7f", "control": "#bbbbbb", "I": "#8172B3", "II": "#CCB974", "III": "#64B5CD", "IV": "#C44E52"}
+def _label_column(table) -> str:
+    return "label" if "label" in table.columns else "signal"
 
 
 def plot_main_table(table, title: str = "avg@k|N by signal") -> "plt.Figure":
-    """Horizontal bars of avg@k|N with 95% CIs, coloured by taxonomy type; no pruning as a line."""
+    """avg@k|N of each signal as a point with its 95% CI, coloured by taxonomy type; no pruning
+    (the table's first row) as a dashed line."""
     set_style()
+    name = _label_column(table)
     base = table.iloc[0]
-    rows = table.iloc[1:].sort_values("accuracy")
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.2))
-    y = np.arange(len(rows))
-    err = np.vstack([rows["accuracy"] - rows["ci_low"], rows["ci_high"] - rows["accuracy"]])
-    ax.barh(y, rows["accuracy"], xerr=err, color=[TYPE_COLORS.get(t, "#999") for t in rows["type"]],
-            error_kw={"lw": 1, "capsize": 2})
-    ax.axvline(base["accuracy"], color="k", ls="--", lw=1, label=base["signal"])
-    ax.set_yticks(y, [f"{s} ({t})" for s, t in zip(rows["signal"], rows["type"])])
-    ax.set(xlabel="accuracy of the kept paths", title=title)
-    ax.legend(frameon=False, loc="lower right")
+    rows = table.iloc[1:].sort_values("accuracy", ascending=False).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.3))
+    labels = [f"{s} ({TYPE_NAMES.get(t, t)})" for s, t in zip(rows[name], rows["type"])]
+    sns.scatterplot(x=rows["accuracy"], y=labels, hue=rows["type"].map(TYPE_NAMES), s=55, zorder=3,
+                    palette={TYPE_NAMES[t]: c for t, c in TYPE_COLORS.items()}, ax=ax)
+    ax.hlines(labels, rows["ci_low"], rows["ci_high"], colors=[TYPE_COLORS.get(t, "#999") for t in rows["type"]], lw=2)
+    ax.axvline(base["accuracy"], color="k", ls="--", lw=1, label=base[name])
+    ax.set(xlabel="accuracy of the kept paths (95% CI over problems)", ylabel="", title=title)
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
 def plot_budget_curve(curve, title: str = "Cons@N vs compute at γ = 1/2") -> "plt.Figure":
-    """Cons@N against total tokens, one line per signal (paper Figure 4)."""
+    """Cons@N against total tokens, one line per signal coloured by its type (paper Figure 4)."""
     set_style()
+    name = _label_column(curve)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for name, part in curve.groupby("signal", sort=False):
+    for label, part in curve.groupby(name, sort=False):
         part = part.sort_values("tokens_k")
-        style = {"color": "k", "ls": "--"} if name == "no pruning" else {}
-        ax.plot(part["tokens_k"], part["cons"], marker="o", label=name, **style)
-    ax.set_xscale("log")
-    ax.set(xlabel="generated tokens per problem (thousands)", ylabel="Cons@N (majority vote accuracy)", title=title)
+        kind = part["type"].iloc[0] if "type" in part else None
+        style = {"ls": "--"} if kind == "-" else {}
+        sns.lineplot(x=part["tokens_k"], y=part["cons"], marker="o", label=label, ax=ax,
+                     color=TYPE_COLORS.get(kind) if kind is not None else None, **style)
+    plain_log_axis(ax, "x")
+    ax.set(xlabel="generated tokens per problem (thousands)", ylabel="Cons@N (majority vote)", title=title)
     ax.legend(frameon=False, fontsize=8)
     return fig
+
+
+def _gamma_label(gamma: float) -> str:
+    inverse = 1 / gamma
+    return f"γ = 1/{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-9 else f"γ = {gamma:g}"
 
 
 def plot_gamma_sweep(sweep, title: str = "Cons@N vs tokens for each retention γ") -> "plt.Figure":
     """One panel per prefix length; one line per γ over N (paper Figures 5 and 9)."""
     set_style()
     lengths = sorted(sweep["prefix_len"].unique())
+    gammas = sorted(sweep["gamma"].unique())
+    palette = dict(zip(gammas, sns.color_palette("viridis", len(gammas))))
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.4), sharey=True, squeeze=False)
     for ax, length in zip(axes[0], lengths):
         part = sweep[sweep["prefix_len"] == length]
         for gamma, g in part.groupby("gamma"):
             g = g.sort_values("tokens")
-            ax.plot(g["tokens"], g["accuracy"], marker="o", label=f"γ = 1/{round(1 / gamma)}")
-        ax.set_xscale("log")
-        ax.set(title=f"L_prefix = {length}", xlabel="generated tokens per problem")
-    axes[0][0].set_ylabel("Cons@N")
-    axes[0][-1].legend(frameon=False, fontsize=8)
+            sns.lineplot(x=g["tokens"], y=g["accuracy"], marker="o", color=palette[gamma], label=_gamma_label(gamma),
+                         ax=ax, legend=False)
+        plain_log_axis(ax, "x")
+        ax.set(title=f"L = {length}", xlabel="generated tokens per problem", ylabel="Cons@N")
+    handles = [plt.Line2D([], [], color=palette[g], marker="o", label=_gamma_label(g)) for g in gammas]
+    axes[0][-1].legend(handles=handles, frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -163,50 +210,76 @@ def plot_gamma_sweep(sweep, title: str = "Cons@N vs tokens for each retention γ
 def plot_optimal_gamma(optimal, fit, task_len: float) -> "plt.Figure":
     """Optimal γ⁻¹ per budget (points) and the fitted law (lines), per prefix length (Figure 6)."""
     set_style()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for length, part in optimal.groupby("prefix_len"):
-        part = part.sort_values("budget")
-        line = ax.plot(part["budget"], 1 / part["best_gamma"], "o", label=f"L = {length} (optimal)")[0]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    lengths = sorted(optimal["prefix_len"].unique())
+    palette = dict(zip(lengths, sns.color_palette("deep", len(lengths))))
+    for length in lengths:
+        part = optimal[optimal["prefix_len"] == length].sort_values("budget")
+        ax.plot(part["budget"], 1 / part["best_gamma"], "o", color=palette[length], label=f"L = {length}: best γ⁻¹")
         grid = np.geomspace(part["budget"].min(), part["budget"].max(), 50)
-        ax.plot(grid, fit.predict(grid, length, task_len), color=line.get_color(), lw=1.5)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+        ax.plot(grid, fit.predict(grid, length, task_len), color=palette[length], lw=1.5, label=f"L = {length}: law")
+    plain_log_axis(ax, "x")
+    plain_log_axis(ax, "y")
     ax.set(xlabel="budget C (tokens per problem)", ylabel="optimal γ⁻¹ = N/k", title="Optimal retention and the fitted law")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
+def _shown_token(token: str) -> str:
+    return token.replace("\n", "⏎").replace(" ", "·") or "∅"
+
+
 def plot_token_attention(tokens: Sequence[str], weights: Sequence[float], title: str = "",
-                         width: int = 40) -> "plt.Figure":
-    """A token heatmap: the sequence laid out in rows, each cell shaded by its attention (Figure 7)."""
+                         width: int = 90, cap_quantile: float = 0.99) -> "plt.Figure":
+    """The sequence as highlighted text (paper Figure 7): each whole token in a box shaded by its
+    attention, wrapped at ``width`` characters and at the text's own newlines (shown as ⏎); spaces
+    are shown as ·. The colour
+    scale stops at the ``cap_quantile`` of the weights, so one attention sink (often the first
+    token) does not wash out the rest."""
     set_style()
     weights = np.asarray(weights, dtype=float)
-    rows = int(np.ceil(len(tokens) / width))
-    grid = np.full((rows, width), np.nan)
-    grid.flat[: len(weights)] = weights
-    fig, ax = plt.subplots(figsize=(width * 0.22, rows * 0.32 + 0.6))
-    ax.imshow(grid, cmap="Reds", aspect="auto", vmin=0, vmax=np.nanmax(weights))
-    for i, tok in enumerate(tokens):
-        shown = {"\n": "⏎", " ": "␣"}.get(tok, tok)[:3]
-        ax.text(i % width, i // width, shown, ha="center", va="center", fontsize=7)
+    if len(tokens) != len(weights):
+        raise ValueError(f"tokens ({len(tokens)}) and weights ({len(weights)}) differ in length")
+    shown = [_shown_token(t) for t in tokens]
+    placed, row, col = [], 0, 0
+    for token, text in zip(tokens, shown):
+        if col and col + len(text) > width:
+            row, col = row + 1, 0
+        placed.append((row, col, text))
+        col += len(text)
+        if "\n" in token:  # keep the text's own line breaks
+            row, col = row + 1, 0
+    rows = row + 1 if col else max(row, 1)
+    vmax = max(float(np.quantile(weights, cap_quantile)) if weights.size else 1.0, 1e-12)
+    cmap = plt.get_cmap("Reds")
+    fig, ax = plt.subplots(figsize=(width * 0.085 + 0.4, rows * 0.26 + 0.7))
+    for (r, c, text), w in zip(placed, weights):
+        ax.add_patch(plt.Rectangle((c, r - 0.45), len(text), 0.9, color=cmap(min(w / vmax, 1.0) * 0.85), lw=0))
+        ax.text(c, r, text, ha="left", va="center", family="monospace", fontsize=7.5)
+    ax.set(xlim=(0, width), ylim=(rows - 0.5, -0.5))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     ax.set_title(title, fontsize=9)
     return fig
 
 
 def plot_category_mass(table, title: str = "[STOP] attention by token category") -> "plt.Figure":
-    """Mean attention mass per category for high- vs low-scoring prefixes, with 95% CIs."""
+    """Mean attention mass per category for high- vs low-scoring prefixes, with the table's 95% CIs."""
     set_style()
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = plt.subplots(figsize=(6.8, 3.4))
     cats = list(dict.fromkeys(table["category"]))
-    x = np.arange(len(cats))
-    for offset, (group, part) in zip((-0.2, 0.2), table.groupby("group", sort=False)):
-        part = part.set_index("category").reindex(cats)
-        err = np.vstack([part["mass"] - part["ci_low"], part["ci_high"] - part["mass"]])
-        ax.bar(x + offset, part["mass"], width=0.4, yerr=err, label=group, capsize=2)
-    ax.set_xticks(x, cats, rotation=20)
-    ax.set(ylabel="attention mass", title=title)
-    ax.legend(frameon=False)
+    groups = list(dict.fromkeys(table["group"]))
+    sns.barplot(data=table, x="category", y="mass", hue="group", order=cats, hue_order=groups, errorbar=None, ax=ax)
+    width = 0.8 / len(groups)
+    for i, group in enumerate(groups):
+        part = table[table["group"] == group].set_index("category").reindex(cats)
+        x = np.arange(len(cats)) - 0.4 + width * (i + 0.5)
+        ax.errorbar(x, part["mass"], yerr=np.vstack([part["mass"] - part["ci_low"], part["ci_high"] - part["mass"]]),
+                    fmt="none", ecolor="k", lw=1, capsize=2)
+    ax.tick_params(axis="x", labelrotation=20)
+    ax.set(xlabel="", ylabel="attention mass", title=title)
+    ax.legend(frameon=False, title=None)
     return fig

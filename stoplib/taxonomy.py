@@ -25,11 +25,29 @@ LEARNED = ("verifier", "stop", "stop_probe", "stop_hard")
 REPRESENTATIVES = {"I": "slimsc_jaccard", "II": "verifier", "III": "deepconf_lowest_group", "IV": "stop"}
 
 
+# how each signal is named in tables, figures and README (metrics files key rows by the code name)
+DISPLAY_NAMES = {
+    "random": "Random", "slimsc_jaccard": "Slim-SC (Jaccard)", "step_consensus": "Step consensus",
+    "mean_logprob": "Mean log-prob", "min_logprob": "Min log-prob", "deepconf_mean": "DeepConf mean",
+    "deepconf_lowest_group": "DeepConf lowest group", "deepconf_bottom10": "DeepConf bottom 10%",
+    "deepconf_tail": "DeepConf tail", "mean_entropy": "Mean entropy", "self_certainty": "Self-certainty",
+    "prm": "PRM", "verifier": "Text verifier", "stop": "STOP", "stop_probe": "STOP w/o adapter",
+    "stop_hard": "STOP, hard labels",
+}
+NO_PRUNING = "no_pruning"
+
+
+def display_name(name: str) -> str:
+    """The readable name of a signal (its code name when it has none)."""
+    return DISPLAY_NAMES.get(name, name)
+
+
 def signal_info(name: str) -> dict[str, Any]:
+    """Code name, display label, taxonomy type, signal source and learnability of a signal."""
     base = {"stop_probe": "stop", "stop_hard": "stop"}.get(name, name)
     info = REGISTRY[base][0]
-    label = {"stop_probe": "STOP w/o adapter (probe)", "stop_hard": "STOP, hard labels"}.get(name, name)
-    return {"signal": label, "type": info.type, "source": info.source, "learnable": info.learnable}
+    return {"signal": name, "label": display_name(name), "type": info.type, "source": info.source,
+            "learnable": info.learnable}
 
 
 def build_signals(config: RunConfig, tokenizer: Any, vocab_size: int, *, learned: bool = True,
@@ -67,7 +85,7 @@ def main_table(bank: Bank, scores: dict[str, list[np.ndarray]], *, n: int, k: in
     base = no_pruning(bank, n=n)
     per_problem = bank.correct_matrix()[:, :n].mean(1)
     ci = bootstrap_ci(per_problem, n_boot=n_boot, seed=seed)
-    rows = [{"signal": f"no pruning (avg@{n})", "type": "-", "source": "-", "learnable": None,
+    rows = [{"signal": NO_PRUNING, "label": f"No pruning (avg@{n})", "type": "-", "source": "-", "learnable": None,
              "accuracy": base.avg, "ci_low": ci.low, "ci_high": ci.high, "cons": base.cons,
              "tokens_k": base.total_tokens / len(bank.problems) / 1000, "reduction_pct": 0.0, "auroc_within": np.nan}]
     for name, s in scores.items():
@@ -88,14 +106,16 @@ def selection_bounds(bank: Bank, *, n: int, k: int, prefix_len: int) -> tuple[fl
     return worst, best
 
 
-def table_metrics(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
-    """The main table as ``{signal: {accuracy, ci_low, ci_high, cons, tokens_k, reduction_pct,
-    auroc_within}}`` for the metrics file; the no-pruning row has no scores, so no AUROC (None)."""
-    out: dict[str, dict[str, float | None]] = {}
+def table_metrics(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The main table as ``{signal code name: {label, accuracy, ci_low, ci_high, cons, tokens_k,
+    reduction_pct, auroc_within}}`` for the metrics file; the no-pruning row has no scores, so no
+    AUROC (None)."""
+    out: dict[str, dict[str, Any]] = {}
     for _, row in table.iterrows():
-        values: dict[str, float | None] = {k: float(row[k]) for k in ("accuracy", "ci_low", "ci_high", "cons",
+        values: dict[str, Any] = {"label": row["label"]}
+        values |= {k: float(row[k]) for k in ("accuracy", "ci_low", "ci_high", "cons",
                                                                     "tokens_k", "reduction_pct", "auroc_within")}
-        if str(row["signal"]).startswith("no pruning"):
+        if row["signal"] == NO_PRUNING:
             values["auroc_within"] = None
         out[str(row["signal"])] = values
     return out
@@ -110,12 +130,13 @@ def budget_curve(bank: Bank, signals: dict[str, Signal], *, prefix_len: int, gam
     for n in [n for n in ns if n <= bank.n_paths]:
         k = max(1, int(round(gamma * n)))
         base = no_pruning(bank, n=n)
-        rows.append({"signal": "no pruning", "n": n, "k": n, "tokens_k": base.total_tokens / len(bank.problems) / 1000,
-                     "cons": base.cons, "accuracy": base.avg})
+        rows.append({"signal": NO_PRUNING, "label": "No pruning", "type": "-", "n": n, "k": n,
+                     "tokens_k": base.total_tokens / len(bank.problems) / 1000, "cons": base.cons, "accuracy": base.avg})
         for name, signal in signals.items():
             scores = [s[:n] for s in full[name]] if name in full else score_bank(bank, signal, prefix_len, n=n)
             result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
-            rows.append({"signal": name, "n": n, "k": k, "tokens_k": result.total_tokens / len(bank.problems) / 1000,
+            rows.append({"signal": name, "label": display_name(name), "type": signal_info(name)["type"],
+                         "n": n, "k": k, "tokens_k": result.total_tokens / len(bank.problems) / 1000,
                          "cons": result.cons, "accuracy": result.avg_kept})
     return pd.DataFrame(rows)
 

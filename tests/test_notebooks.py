@@ -67,9 +67,12 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     t = m["03"]
     setting = t.pop("setting")
     t.pop("stop_seed_spread")
-    base = next(v for k, v in t.items() if k.startswith("no pruning"))
+    base = t["no_pruning"]
+    assert {"stop", "stop_hard", "stop_probe", "verifier", "random"} <= set(t)  # rows keyed by code name
+    assert t["stop"]["label"] == "STOP"
     assert base["auroc_within"] is None and base["reduction_pct"] == 0
     for signal, row in t.items():
+        assert isinstance(row.pop("label"), str)
         assert setting["worst_possible"] - 1e-9 <= row["accuracy"] <= setting["best_possible"] + 1e-9, signal
         assert row["ci_low"] <= row["accuracy"] <= row["ci_high"], signal
         assert row["tokens_k"] <= base["tokens_k"] + 1e-9, signal  # pruning never spends more
