@@ -23,6 +23,8 @@ def _as_arrays(scores: Sequence[float], labels: Sequence[int | bool]) -> tuple[n
     y = np.asarray(labels).reshape(-1)
     if s.shape != y.shape:
         raise ValueError(f"scores and labels differ in length: {s.size} vs {y.size}")
+    if s.size == 0:
+        raise ValueError("scores and labels are empty: an AUROC needs scored examples")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN")
     if not np.isin(y, (0, 1)).all():
@@ -326,7 +328,7 @@ def pass_at_k(n: int | np.ndarray, c: int | np.ndarray, k: int) -> float | np.nd
     ``1 - C(n - c, k) / C(n, k)`` for n samples of which c are correct (computed as a stable product)."""
     n_arr, c_arr = np.asarray(n), np.asarray(c)
     if np.any(c_arr < 0) or np.any(c_arr > n_arr) or np.any(k > n_arr) or k < 1:
-        raise ValueError("need 0 <= c <= n and 1 <= k <= n")
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n_arr.tolist()}, c={c_arr.tolist()}, k={k}")
 
     def one(nn: int, cc: int) -> float:
         if nn - cc < k:

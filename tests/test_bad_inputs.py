@@ -349,12 +349,10 @@ case(A, "metrics.auroc()", "a NaN score", _metric("auroc", [0.1, NAN], [0, 1]), 
 case(A, "metrics.auroc()", "scores and labels of different lengths", _metric("auroc", [0.1, 0.2], [1]), ValueError,
      "differ in length", "2 vs 1")
 case(A, "metrics.auroc()", "labels that are not 0/1", _metric("auroc", [0.1, 0.2], [0, 2]), ValueError, "labels")
-NEEDS_METRICS_FIX = pytest.mark.xfail(strict=True, reason="needs a fix in stoplib/metrics.py (see the report)")
-case(A, "metrics.auroc()", "no scores at all", _metric("auroc", [], []), ValueError, "empty", marks=(NEEDS_METRICS_FIX,))
+case(A, "metrics.auroc()", "no scores at all", _metric("auroc", [], []), ValueError, "empty")
 case(A, "metrics.within_problem_auroc()", "no scores at all", _metric("within_problem_auroc", [], [], []), ValueError,
-     "empty", marks=(NEEDS_METRICS_FIX,))
-case(A, "metrics.pass_at_k()", "k=8 > n=4", _metric("pass_at_k", 4, 2, 8), ValueError, "k=8", "n=4",
-     marks=(NEEDS_METRICS_FIX,))
+     "empty")
+case(A, "metrics.pass_at_k()", "k=8 > n=4", _metric("pass_at_k", 4, 2, 8), ValueError, "k=8", "n=4")
 
 
 def _api(module: str, expression: Callable[[Any], Any]) -> Callable[[Ctx], Any]:
