@@ -634,6 +634,14 @@ def test_the_matrix_is_large_and_spread():
     assert len(CASES) >= 60 and min(per_category.values()) >= 8, per_category
 
 
+def test_the_documented_table_lists_every_case():
+    """docs/bad_inputs.md is regenerated from this file; a case added here must appear there."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+    rows = [line for line in doc.read_text(encoding="utf-8").splitlines() if line.startswith("| ") and "---" not in line]
+    documented = [tuple(cell.strip() for cell in row.split("|")[1:3]) for row in rows[1:]]
+    assert documented == [(f"{c.category}: {c.where}", c.bad) for c in CASES], \
+        "regenerate with: python -m tests.test_bad_inputs docs/bad_inputs.md"
+
 def write_table(out: Path) -> dict[str, int]:
     """Run every case and write the matrix as a markdown table; returns the counts per category."""
     import tempfile
@@ -663,8 +671,15 @@ def write_table(out: Path) -> dict[str, int]:
                 kind = "exit 2"
             quote = message if len(message) <= 150 else message[:147] + "..."
             lines.append(f"| {spec.category}: {spec.where} | {spec.bad} | {kind}: `{quote.replace('|', '/')}` |")
-    out.write_text("\n".join(lines) + "\n")
-    return {c: sum(1 for s in CASES if s.category == c) for c in dict.fromkeys(s.category for s in CASES)}
+    counts = {c: sum(1 for s in CASES if s.category == c) for c in dict.fromkeys(s.category for s in CASES)}
+    header = ["# Bad inputs and what they get", "",
+              f"{len(CASES)} cases of `tests/test_bad_inputs.py` ("
+              + ", ".join(f"{c} {n}" for c, n in counts.items())
+              + "). Each asserts a user-facing error whose message names the bad thing; the CLI cases exit 2",
+              "with the message and no traceback (`STOPLIB_TRACEBACK=1` shows one). Regenerate this page with",
+              "`python -m tests.test_bad_inputs docs/bad_inputs.md`.", ""]
+    out.write_text("\n".join(header + lines) + "\n")
+    return counts
 
 
 if __name__ == "__main__":
