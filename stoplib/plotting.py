@@ -250,6 +250,7 @@ def plot_token_attention(tokens: Sequence[str], weights: Sequence[float], title:
         if "\n" in token:  # keep the text's own line breaks
             row, col = row + 1, 0
     rows = row + 1 if col else max(row, 1)
+    width = max(20, max((c + len(text) for _, c, text in placed), default=0))  # no empty margin on short lines
     vmax = max(float(np.quantile(weights, cap_quantile)) if weights.size else 1.0, 1e-12)
     cmap = plt.get_cmap("Reds")
     fig, ax = plt.subplots(figsize=(width * 0.085 + 0.4, rows * 0.26 + 0.7))
