@@ -665,7 +665,8 @@ def write_table(out: Path) -> dict[str, int]:
                 kind, message = run_case(spec, _make_context(tmp, root_path / "model", root_path / "shared"))
             finally:
                 os.chdir(cwd)
-            message = " ".join(message.replace(str(root_path), "…").split())
+            message = message.replace(str(root_path), "…").replace(str(Path(__file__).resolve().parents[1]), "<repo>")
+            message = " ".join(message.split())
             if spec.errors == U:
                 message = message.split("error: ", 1)[-1]
                 kind = "exit 2"
