@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install reproduce test test-fast test-vllm vllm-cpu bench-vllm lab organism bench clean
+.PHONY: install reproduce test test-slow test-vllm vllm-cpu bench-vllm lab organism bench clean
 
 # torch is installed first, pinned, so that no dependency pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt Makefile
@@ -32,12 +32,14 @@ install: $(VENV)/.installed
 reproduce: install
 	$(BIN)/stoplib reproduce --scale $(SCALE)
 
-## Run every test, including every notebook under papermill at scale=tiny.
+## Run the tests; the slow ones (notebook suites, wheel install, kill tests) are `make test-slow`.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow"
 
-test-fast: install
-	$(BIN)/pytest -q -m "not notebook and not slow"
+## The slow tests: every notebook under papermill at scale=tiny (organism and SmolLM2), the
+## wheel install, training killed in a real process, ... CI runs them after `make test`.
+test-slow: install
+	$(BIN)/pytest -q -m slow
 
 lab: install
 	STOPLIB_ROOT=$(CURDIR) $(BIN)/jupyter lab notebooks --allow-root
