@@ -13,6 +13,8 @@ written (atomically) before its index line, so an interrupted build resumes per 
 from __future__ import annotations
 
 import io
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Callable, Sequence
@@ -70,9 +72,7 @@ def _pack(paths: Sequence[Path]) -> bytes:
         parts = [np.asarray(a, dtype=dtype).reshape((-1,) if width is None else (-1, width)) for a in arrays]
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
+    return _savez(
         lengths=lengths,
         token_ids=cat([p.token_ids for p in paths], np.int32),
         logprobs=cat([p.logprobs for p in paths], np.float32),
@@ -82,6 +82,18 @@ def _pack(paths: Sequence[Path]) -> bytes:
         finished=np.array([p.finish_reason == "stop" for p in paths]),
         prompt_ids=np.asarray(paths[0].prompt_ids, dtype=np.int32),
     )
+
+
+def _savez(**arrays: np.ndarray) -> bytes:
+    """``np.savez_compressed`` bytes with a fixed timestamp in the archive, so the same paths give
+    the same file in every process (numpy stamps the current time); ``np.load`` reads it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
     return buf.getvalue()
 
 
@@ -113,10 +125,18 @@ def build_bank(
     problems_per_call: int = 8,
     progress: bool = True,
     on_problem: Callable[[int], None] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Bank:
-    """Generate (or finish generating) the bank in ``out_dir`` and load it."""
+    """Generate (or finish generating) the bank in ``out_dir`` and load it.
+
+    ``indices`` are the problems' positions in the whole problem list when ``problems`` is a
+    shard of it (they name the files and the index rows); default 0, 1, ...
+    """
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
+    indices = list(range(len(problems))) if indices is None else list(indices)
+    if len(indices) != len(problems):
+        raise ValueError(f"{len(problems)} problems but {len(indices)} indices")
     out_dir = FsPath(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = JsonlLog(out_dir / "index.jsonl", key="problem_id")
@@ -131,13 +151,20 @@ def build_bank(
         groups = engine.generate([prompts[i] for i in chunk], n, params)
         for i, paths in zip(chunk, groups):
             grades = [grade(engine.tokenizer.decode(p.token_ids, skip_special_tokens=True), problems[i]) for p in paths]
-            atomic_write_bytes(out_dir / f"{i:05d}.npz", _pack(paths))
-            index.append({"problem_id": problems[i].id, "index": i, "answers": [g.answer for g in grades],
+            atomic_write_bytes(out_dir / f"{indices[i]:05d}.npz", _pack(paths))
+            index.append({"problem_id": problems[i].id, "index": indices[i], "answers": [g.answer for g in grades],
                           "correct": [g.correct for g in grades], "tokens": sum(p.generated_tokens for p in paths)})
             if on_problem:
                 on_problem(len(index))
     index.close()
     return load_bank(out_dir, problems)
+
+
+def copy_problem(source: str | FsPath, target: str | FsPath, index: int) -> None:
+    """Copy the arrays of problem ``index`` from the bank directory ``source`` into ``target``."""
+    name = f"{index:05d}.npz"
+    shutil.copyfile(FsPath(source) / name, FsPath(target) / f".{name}.tmp")
+    (FsPath(target) / f".{name}.tmp").replace(FsPath(target) / name)
 
 
 def load_bank(out_dir: str | FsPath, problems: Sequence[Problem]) -> Bank:

@@ -6,6 +6,8 @@
     stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
     stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
     stoplib bank                                     the rollout bank of the evaluation problems
+    stoplib label|bank --shard i/n                   only problems i, i+n, i+2n, ... (one store entry per shard)
+    stoplib merge label|bank --shards n              assemble n finished shards into the one-process result
     stoplib models                                   the model presets
     stoplib info                                     provenance: versions, device, commit
 
@@ -117,12 +119,22 @@ def _config(args: argparse.Namespace):
     return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
 
 
+def _shard(args: argparse.Namespace):
+    from .stages import parse_shard
+
+    return None if args.shard is None else parse_shard(args.shard)
+
+
+def _print_labels(directory: Path, card: dict) -> None:
+    print(json.dumps({"directory": str(directory), **{k: card[k] for k in ("problems", "problems_kept", "prefixes",
+                                                                           "prefixes_train", "seconds")}}, indent=2))
+
+
 def _cmd_label(args: argparse.Namespace) -> None:
     from .stages import labels_stage
 
-    directory, card = labels_stage(_config(args), force=args.force, progress=not args.quiet)
-    print(json.dumps({"directory": str(directory), **{k: card[k] for k in ("problems", "problems_kept", "prefixes",
-                                                                           "prefixes_train", "seconds")}}, indent=2))
+    shard = _shard(args)
+    _print_labels(*labels_stage(_config(args), force=args.force, progress=not args.quiet, shard=shard))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -135,8 +147,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_bank(args: argparse.Namespace) -> None:
     from .stages import bank_stage
 
-    bank = bank_stage(_config(args), force=args.force, progress=not args.quiet)
+    shard = _shard(args)
+    bank = bank_stage(_config(args), force=args.force, progress=not args.quiet, shard=shard)
     print(json.dumps({"problems": len(bank.problems), "paths": bank.n_paths}, indent=2))
+
+
+def _cmd_merge(args: argparse.Namespace) -> None:
+    from .stages import merge_bank, merge_labels
+
+    config = _config(args)
+    if args.stage == "label":
+        _print_labels(*merge_labels(config, args.shards, force=args.force))
+    else:
+        bank = merge_bank(config, args.shards, force=args.force)
+        print(json.dumps({"problems": len(bank.problems), "paths": bank.n_paths}, indent=2))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -171,8 +195,12 @@ def main(argv: list[str] | None = None) -> None:
 
     for name, func, help_text in (("label", _cmd_label, "dataset construction: MC soft labels"),
                                   ("train", _cmd_train, "train a STOP variant on the labels"),
-                                  ("bank", _cmd_bank, "generate the rollout bank")):
+                                  ("bank", _cmd_bank, "generate the rollout bank"),
+                                  ("merge", _cmd_merge, "assemble the finished shards of label or bank")):
         p = sub.add_parser(name, help=help_text)
+        if name == "merge":
+            p.add_argument("stage", choices=("label", "bank"), help="the sharded stage")
+            p.add_argument("--shards", type=int, required=True, help="n, the number of shards (i/n) that were run")
         p.add_argument("--scale", choices=SCALES, default="small")
         p.add_argument("--model", default="toy", help="a preset (toy, smollm2-135m, ...), a model directory or a hub id")
         p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
@@ -184,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
                        "(default: the model preset's)")
         p.add_argument("--force", action="store_true", help="recompute even if the store has it")
         p.add_argument("--quiet", action="store_true")
+        if name in ("label", "bank"):
+            p.add_argument("--shard", default=None, metavar="I/N",
+                           help="build only problems I, I+N, I+2N, ... (0 <= I < N) into a store entry of its own; "
+                           "`stoplib merge` assembles the N shards")
         if name == "label":
             p.add_argument("--workers", type=int, default=None,
                            help="processes sampling in parallel (default: 2 for the organism on CPU, else 1)")

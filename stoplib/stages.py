@@ -8,6 +8,7 @@ resume after an interruption.
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +16,14 @@ from typing import Any, Sequence
 
 import torch
 
-from .bank import Bank, build_bank, load_bank
+from .bank import Bank, build_bank, copy_problem, load_bank
 from .config import RunConfig, engine_batch
 from .engines import Engine, make_engine
-from .labels import build_labels
+from .labels import LabelConfig, _label_key, build_labels, write_card
 from .models import context_of, file_hash, model_identity
 from .problems import Problem
 from .stop import StopConfig, StopScorer
-from .store import LOCK_FILE, Store, atomic_write_json, config_hash, read_json, run_lock
+from .store import LOCK_FILE, JsonlLog, Store, atomic_write_json, config_hash, read_json, read_jsonl, run_lock
 from .tasks import load_task_or_file
 from .train import TrainConfig, load_label_records, train_stop
 
@@ -132,11 +133,78 @@ def bank_key(config: RunConfig) -> dict[str, Any]:
             "n_paths": config.n_paths, "sampling": config.sampling}
 
 
+# ---------------------------------------------------------------- sharding by problem
+Shard = tuple[int, int]  # (i, n): the i-th of n shards, 0 <= i < n
+
+
+def parse_shard(text: str) -> Shard:
+    """``"i/n"`` (0 <= i < n, as ``$SLURM_ARRAY_TASK_ID/<array size>``) -> ``(i, n)``."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text), re.ASCII)
+    if match is None or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"shard {text!r}: expected i/n with 0 <= i < n (the i-th of n shards), e.g. 0/4 ... 3/4")
+    return int(match[1]), int(match[2])
+
+
+def check_shard(shard: Any) -> Shard:
+    """A valid ``(i, n)`` shard, or ValueError naming the value."""
+    if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard {shard!r}: expected (i, n) with 0 <= i < n (the i-th of n shards)")
+    return int(shard[0]), int(shard[1])
+
+
+def shard_positions(count: int, shard: Shard | None) -> list[int]:
+    """Positions in a problem list of ``count`` problems that ``shard`` builds: those congruent to
+    i modulo n (all of them without a shard). Depends only on the list, never on timing."""
+    if shard is None:
+        return list(range(count))
+    i, n = check_shard(shard)
+    return list(range(i, count, n))
+
+
+def _shard_key(key: dict[str, Any], shard: Shard | None) -> dict[str, Any]:
+    """A shard's store key: the whole run's key plus the shard (unchanged without one)."""
+    return key if shard is None else {**key, "shard": list(check_shard(shard))}
+
+
+def _check_shards(stage: str, command: str, directories: list[Path], done: str) -> None:
+    """Every shard directory holds a finished run (its ``done`` file), or an error naming the missing."""
+    missing = [i for i, d in enumerate(directories) if not (d / done).exists()]
+    if missing:
+        n = len(directories)
+        raise FileNotFoundError(f"cannot merge the {stage}: shard(s) {', '.join(f'{i}/{n}' for i in missing)} of {n} "
+                                f"are not complete (run `stoplib {command} --shard i/{n}` for each, with the same "
+                                f"options); first missing: {directories[missing[0]]}")
+
+
+def _shard_dirs(config: RunConfig, stage: str, key: dict[str, Any], shards: int) -> list[Path]:
+    from . import params
+
+    params.positive_int("shards", shards)
+    return [Store(config.results_root).run_dir(stage, _shard_key(key, (i, shards))) for i in range(shards)]
+
+
 # ---------------------------------------------------------------- dataset construction
+def label_config(config: RunConfig) -> LabelConfig:
+    """The construction's settings; with one source for training and evaluation problems, the
+    evaluation problems are excluded (never labelled)."""
+    labels = config.labels
+    if config.train_problems == config.benchmark:  # one source: never label an evaluation problem
+        held_out = {p.id for p in eval_problems(config)}
+        labels = replace(labels, exclude_ids=tuple(sorted(held_out)))
+    return labels
+
+
 def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
-                 progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Build (or load) the MC-labelled prefix dataset; returns (directory, card)."""
-    directory = Store(config.results_root).run_dir("labels", labels_key(config))
+                 progress: bool = True, shard: Shard | None = None) -> tuple[Path, dict[str, Any]]:
+    """Build (or load) the MC-labelled prefix dataset; returns (directory, card).
+
+    ``shard=(i, n)`` builds only the problems at positions i, i+n, i+2n, ... of the problem list,
+    into a store entry of its own (its key is the run's plus the shard); :func:`merge_labels`
+    assembles n finished shards into exactly the unsharded run's files.
+    """
+    directory = Store(config.results_root).run_dir("labels", _shard_key(labels_key(config), shard))
     card_path = directory / "card.json"
     if not force and card_path.exists() and read_json(card_path).get("complete"):
         return directory, read_json(card_path)
@@ -146,10 +214,7 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
         if card_path.exists() and read_json(card_path).get("complete"):
             return directory, read_json(card_path)
         problems = train_problems(config)
-        labels = config.labels
-        if config.train_problems == config.benchmark:  # one source: never label an evaluation problem
-            held_out = {p.id for p in eval_problems(config)}
-            labels = replace(labels, exclude_ids=tuple(sorted(held_out)))
+        labels = label_config(config)
         if engine is None and config.workers > 1:  # each worker process builds its own engine
             source: Any = functools.partial(engine_for, config)
             tokenizer = load_tokenizer(config)
@@ -159,7 +224,43 @@ def labels_stage(config: RunConfig, *, engine: Engine | None = None, force: bool
         workers = config.workers if engine is None else 1
         prompts = prompts_for(problems, tokenizer, config)
         check_context(config, problems, prompts)
-        card = build_labels(source, problems, prompts, labels, directory, workers=workers, progress=progress)
+        mine = shard_positions(len(problems), shard)
+        card = build_labels(source, [problems[p] for p in mine], [prompts[p] for p in mine], labels, directory,
+                            workers=workers, progress=progress)
+        if shard is None:
+            check_dataset(card, config)  # a shard alone may lack validation problems: checked when merged
+        else:
+            card["shard"] = list(shard)
+        card["complete"] = True
+        atomic_write_json(card_path, card)
+        return directory, card
+
+
+def merge_labels(config: RunConfig, shards: int, *, force: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Assemble the ``shards`` finished shards of the labels (``labels_stage(shard=(i, shards))``)
+    into the unsharded run's store entry: the same files, byte for byte, as one process writes
+    (the card's ``seconds`` is the shards' sum). Returns (directory, card) as ``labels_stage``."""
+    key = labels_key(config)
+    parts = _shard_dirs(config, "labels", key, shards)
+    directory = Store(config.results_root).run_dir("labels", key)
+    card_path = directory / "card.json"
+    if not force and card_path.exists() and read_json(card_path).get("complete"):
+        return directory, read_json(card_path)
+    _check_shards("labels", "label", parts, "card.json")
+    with run_lock(directory, "labels"):
+        _fresh(directory, True)
+        logs = directory / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for i, part in enumerate(parts):  # the records of every shard's workers, by key
+            for path in sorted((part / "logs").glob("*-*.jsonl")):
+                name, worker = path.stem.split("-", 1)
+                key_of = "problem_id" if name == "filter" else _label_key
+                with JsonlLog(logs / f"{name}-shard{i}of{shards}-{worker}.jsonl", key=key_of) as log:
+                    log.extend(read_jsonl(path))
+        labels = label_config(config)
+        order = [p.id for p in train_problems(config) if p.id not in set(labels.exclude_ids)]
+        seconds = sum(float(read_json(part / "card.json").get("seconds", 0.0)) for part in parts)
+        card = write_card(directory, labels, order, seconds)
         check_dataset(card, config)
         card["complete"] = True
         atomic_write_json(card_path, card)
@@ -249,25 +350,60 @@ def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, 
 
 # ---------------------------------------------------------------- rollout bank
 def bank_stage(config: RunConfig, *, engine: Engine | None = None, force: bool = False,
-               progress: bool = True) -> Bank:
-    """N complete paths per evaluation problem (``config.n_paths``), generated once."""
+               progress: bool = True, shard: Shard | None = None) -> Bank:
+    """N complete paths per evaluation problem (``config.n_paths``), generated once.
+
+    ``shard=(i, n)`` generates only the problems at positions i, i+n, ... (a store entry of its
+    own; the returned bank holds those problems); :func:`merge_bank` assembles n finished shards
+    into exactly the unsharded bank.
+    """
     use_threads(config)
-    directory = Store(config.results_root).run_dir("bank", bank_key(config))
+    directory = Store(config.results_root).run_dir("bank", _shard_key(bank_key(config), shard))
     problems = eval_problems(config)
+    mine = shard_positions(len(problems), shard)
     if not force and (directory / "complete.json").exists():
-        return load_bank(directory, problems)
+        return load_bank(directory, [problems[p] for p in mine])
     with run_lock(directory, "bank"):
         _fresh(directory, force)
         if (directory / "complete.json").exists():
-            return load_bank(directory, problems)
+            return load_bank(directory, [problems[p] for p in mine])
         engine = engine or engine_for(config)
         prompts = prompts_for(problems, engine.tokenizer, config)
         check_context(config, problems, prompts)
-        bank = build_bank(engine, problems, prompts, config.n_paths, config.sampling,
-                          directory, problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
-                          progress=progress)
-        atomic_write_json(directory / "complete.json", {"problems": len(problems)})
+        bank = build_bank(engine, [problems[p] for p in mine], [prompts[p] for p in mine], config.n_paths,
+                          config.sampling, directory,
+                          problems_per_call=max(1, engine_batch(config.batch_size, config.engine) // config.n_paths),
+                          progress=progress, indices=mine)
+        done: dict[str, Any] = {"problems": len(mine)}
+        atomic_write_json(directory / "complete.json", done if shard is None else {**done, "shard": list(shard)})
         return bank
+
+
+def merge_bank(config: RunConfig, shards: int, *, force: bool = False) -> Bank:
+    """Assemble the ``shards`` finished shards of the bank (``bank_stage(shard=(i, shards))``) into
+    the unsharded bank's store entry: the same files, byte for byte, as one process writes."""
+    key = bank_key(config)
+    parts = _shard_dirs(config, "bank", key, shards)
+    directory = Store(config.results_root).run_dir("bank", key)
+    problems = eval_problems(config)
+    if not force and (directory / "complete.json").exists():
+        return load_bank(directory, problems)
+    _check_shards("bank", "bank", parts, "complete.json")
+    with run_lock(directory, "bank"):
+        _fresh(directory, True)
+        rows = sorted(((row, part) for part in parts for row in read_jsonl(part / "index.jsonl")),
+                      key=lambda item: item[0]["index"])
+        expected = [(i, p.id) for i, p in enumerate(problems)]
+        if [(row["index"], row["problem_id"]) for row, _ in rows] != expected:
+            raise ValueError(f"cannot merge the bank: the shards in {parts[0].parent} hold problems "
+                             f"{[row['problem_id'] for row, _ in rows][:10]}..., not the {len(problems)} evaluation "
+                             "problems once each; rebuild the shards with the same options")
+        with JsonlLog(directory / "index.jsonl", key="problem_id") as index:
+            for row, part in rows:
+                copy_problem(part, directory, row["index"])
+                index.append(row)
+        atomic_write_json(directory / "complete.json", {"problems": len(problems)})
+        return load_bank(directory, problems)
 
 
 # ---------------------------------------------------------------- Type II verifier
