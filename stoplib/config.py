@@ -225,11 +225,18 @@ def engine_batch(batch_size: int, engine: str) -> int:
 
 
 def project_path(path: str | Path) -> str:
-    """A relative results / figures path taken from ``$STOPLIB_ROOT`` when it is set (``make lab``
-    sets it to the repository, so a notebook opened in JupyterLab, whose kernel starts in
-    ``notebooks/``, uses the same store as ``make reproduce``), else from the working directory."""
+    """A relative results / figures path anchored at the repository, so that a notebook opened in
+    JupyterLab (whose kernel starts in ``notebooks/``) uses the same store as ``make reproduce``:
+    taken from ``$STOPLIB_ROOT`` when it is set (``make lab`` sets it), from the repository root
+    when the working directory is the repository's ``notebooks/``, else from the working directory."""
+    if Path(path).is_absolute():
+        return str(path)
     root = os.environ.get("STOPLIB_ROOT")
-    return str(Path(root) / path) if root and not Path(path).is_absolute() else str(path)
+    if root:
+        return str(Path(root) / path)
+    if Path.cwd().resolve() == repo_root() / "notebooks":
+        return str(repo_root() / path)
+    return str(path)
 
 
 def run_name(model: str, engine: str = "hf") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,33 @@ def test_labels_from_a_file_do_not_need_the_evaluation_benchmark(tmp_path, monke
     monkeypatch.setattr(stages, "check_dataset", lambda card, config: None)  # 3 problems may all be filtered out
     _, card = stages.labels_stage(config, progress=False)
     assert card["problems"] == 3
+
+
+def test_notebooks_opened_in_jupyterlab_use_the_repository_store(monkeypatch, tmp_path):
+    """A kernel started in notebooks/ (JupyterLab's default) resolves results/ and figures/ at the
+    repository root, with or without make lab's STOPLIB_ROOT; elsewhere paths stay relative."""
+    from stoplib.config import project_path, repo_root
+
+    monkeypatch.delenv("STOPLIB_ROOT", raising=False)
+    monkeypatch.chdir(repo_root() / "notebooks")
+    assert project_path("results") == str(repo_root() / "results")
+    assert project_path("/abs/results") == "/abs/results"
+    monkeypatch.chdir(tmp_path)
+    assert project_path("results") == "results"
+    monkeypatch.setenv("STOPLIB_ROOT", str(tmp_path / "repo"))
+    assert project_path("figures") == str(tmp_path / "repo" / "figures")
+
+
+def test_the_notebooks_kernel_is_installed():
+    """make install registers the "stoplib" kernel that every notebook names."""
+    import json
+    import sys
+
+    from stoplib.config import repo_root
+
+    spec = Path(sys.prefix) / "share" / "jupyter" / "kernels" / "stoplib" / "kernel.json"
+    if not spec.exists():
+        pytest.skip("not run from the make-installed .venv")
+    assert json.loads(spec.read_text())["display_name"] == "Python (stoplib)"
+    for nb in sorted((repo_root() / "notebooks").glob("*.ipynb")):
+        assert json.loads(nb.read_text())["metadata"]["kernelspec"]["name"] == "stoplib", nb.name
