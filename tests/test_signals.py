@@ -21,8 +21,8 @@ from stoplib.signals import type1, type2, type3  # noqa: F401  (registers them u
 from stoplib.signals.type1 import jaccard_matrix, slimsc_elimination_order, split_steps, unit_set
 from stoplib.signals.type2 import (PRMSignal, TextVerifier, VerifierConfig, VerifierSignal, aggregate_rewards,
                                    load_prm, prm_conversation, prm_steps, step_rewards, train_verifier)
-from stoplib.signals.type3 import (bottom_fraction_mean, group_confidences, resolve_window, self_certainty_tokens,
-                                   tail_mean, token_confidence)
+from stoplib.signals.type3 import (bottom_fraction_mean, chosen_in_top_k, deepconf_token_confidence, group_confidences,
+                                   resolve_window, self_certainty_tokens, tail_mean, token_confidence)
 from stoplib.train import LabelRecord, TrainConfig, evaluate
 
 from .conftest import build_char_tokenizer
@@ -240,15 +240,87 @@ def test_deepconf_formulas_on_hand_computed_logprobs():
     path = path_of(range(5), top_logprobs=TOP.astype(np.float32), logprobs=TOP[:, 0].astype(np.float32),
                    entropies=np.ones(5, np.float32))
     get = lambda name, **kw: float(make_signal(name, **kw).score([path])[0])  # noqa: E731
-    assert get("deepconf_mean") == pytest.approx(conf.mean(), rel=1e-6)
-    assert get("deepconf_lowest_group", window=2) == pytest.approx(groups.min(), rel=1e-6)
-    assert get("deepconf_bottom10", window=2) == pytest.approx(groups.min(), rel=1e-6)
-    assert get("deepconf_tail", window=2) == pytest.approx(conf[-2:].mean(), rel=1e-6)
+    topk = {"token_confidence": "topk"}
+    assert get("deepconf_mean", **topk) == pytest.approx(conf.mean(), rel=1e-6)
+    assert get("deepconf_lowest_group", window=2, **topk) == pytest.approx(groups.min(), rel=1e-6)
+    assert get("deepconf_bottom10", window=2, **topk) == pytest.approx(groups.min(), rel=1e-6)
+    assert get("deepconf_tail", window=2, **topk) == pytest.approx(conf[-2:].mean(), rel=1e-6)
     # default window: ceil(0.25 * longest prefix) = ceil(1.25) = 2
     assert resolve_window([5, 3], None, 0.25) == 2 and resolve_window([2048], None, 0.25) == 512
-    assert get("deepconf_lowest_group") == pytest.approx(groups.min(), rel=1e-6)
+    assert get("deepconf_lowest_group", **topk) == pytest.approx(groups.min(), rel=1e-6)
+    # every sampled token is the top-1 here, so DeepConf's definition only rounds
+    assert get("deepconf_mean") == pytest.approx(np.round(conf, 3).mean(), abs=1e-12)
     assert get("mean_entropy") == pytest.approx(-1.0)
     assert get("perplexity") == pytest.approx(-math.exp(-TOP[:, 0].mean()), rel=1e-6)
+
+
+# Five positions, top k = 2 stored. The sampled token is the 1st, -, 1st, -, 2nd of the top 2; at
+# positions 1 and 3 it is outside them, with probability 0.05 and 0.1.
+DC_TOP_P = [[0.5, 0.25], [0.6, 0.3], [0.7, 0.2], [0.4, 0.4], [0.9, 0.05]]
+DC_TOP_IDS = np.array([[10, 11], [12, 13], [14, 15], [16, 17], [18, 19]], np.int32)
+DC_TOKENS = [10, 99, 14, 98, 19]
+DC_CHOSEN_P = [0.5, 0.05, 0.7, 0.1, 0.05]
+# DeepConf (compute_confidence): round(-mean(top 2 [+ sampled if outside]), 3), by hand:
+#   0: (ln 2 + ln 4) / 2 = 1.03972 -> 1.040      1: (-ln .6 - ln .3 - ln .05) / 3 = 1.57018 -> 1.570
+#   2: (-ln .7 - ln .2) / 2 = 0.98306 -> 0.983    3: (-2 ln .4 - ln .1) / 3 = 1.37839 -> 1.378
+#   4: (-ln .9 - ln .05) / 2 = 1.55055 -> 1.551
+DC_CONF = [1.040, 1.570, 0.983, 1.378, 1.551]
+# top-k only, unrounded: positions 1 and 3 become (-ln .6 - ln .3) / 2 and -ln .4
+TOPK_CONF = [1.0397207708, 0.8573992140, 0.9830564282, 0.9162907319, 1.5505463946]
+
+
+def dc_path(with_ids: bool = True) -> Path:
+    top = np.log(np.array(DC_TOP_P)).astype(np.float32)
+    stats = {"top_ids": DC_TOP_IDS} if with_ids else {}
+    return path_of(DC_TOKENS, top_logprobs=top, logprobs=np.log(DC_CHOSEN_P).astype(np.float32),
+                   entropies=np.ones(5, np.float32), **stats)
+
+
+def test_deepconf_reference_definition_by_hand():
+    path = dc_path()
+    inside = chosen_in_top_k(path.token_ids, path.logprobs, path.top_ids, path.top_logprobs)
+    np.testing.assert_array_equal(inside, [True, False, True, False, True])
+    # without top_ids, membership from the values (position 4 ties the 2nd exactly: inside)
+    np.testing.assert_array_equal(chosen_in_top_k(path.token_ids, path.logprobs, np.zeros((0, 0)), path.top_logprobs),
+                                  [True, False, True, False, True])
+    np.testing.assert_allclose(deepconf_token_confidence(path.top_logprobs, path.logprobs, inside), DC_CONF, atol=1e-12)
+    np.testing.assert_allclose(deepconf_token_confidence(path.top_logprobs, path.logprobs, inside, decimals=None),
+                               [1.0397207708, 1.5701769005, 0.9830564282, 1.3783888522, 1.5505463946], rtol=1e-6)
+    np.testing.assert_allclose(token_confidence(path.top_logprobs), TOPK_CONF, rtol=1e-6)
+    # k = 1 of the stored 2: position 4's sampled token (2nd) is then outside: (-ln .9 - ln .05) / 2
+    inside1 = chosen_in_top_k(path.token_ids, path.logprobs, path.top_ids, path.top_logprobs, k=1)
+    np.testing.assert_array_equal(inside1, [True, False, True, False, False])
+    assert deepconf_token_confidence(path.top_logprobs, path.logprobs, inside1, k=1)[4] == pytest.approx(1.551)
+
+    def get(name: str, p: Path = path, **kw) -> float:
+        return float(make_signal(name, window=2, **kw).score([p])[0])
+
+    # window 2 over DC_CONF: groups 1.305, 1.2765, 1.1805, 1.4645 (means of rounded values, not rounded)
+    expected = {"deepconf_mean": 6.522 / 5, "deepconf_lowest_group": 1.1805, "deepconf_bottom10": 1.1805,
+                "deepconf_tail": 1.4645}  # bottom 10% of 4 groups: max(1, int(0.4)) = 1, the lowest
+    for name, value in expected.items():
+        assert get(name) == pytest.approx(value, abs=1e-9), name
+        assert get(name, dc_path(with_ids=False)) == pytest.approx(value, abs=1e-9), name
+    assert get("deepconf_bottom10", fraction=0.5) == pytest.approx((1.1805 + 1.2765) / 2, abs=1e-9)
+    assert get("deepconf_tail", tail=3) == pytest.approx((0.983 + 1.378 + 1.551) / 3, abs=1e-9)
+    # the top-k definition: groups 0.94856, 0.92023, 0.94967, 1.23342 -- another window is the lowest
+    topk = {"deepconf_mean": 1.0694027079, "deepconf_lowest_group": 0.9202278211,
+            "deepconf_bottom10": 0.9202278211, "deepconf_tail": 1.2334185632}
+    for name, value in topk.items():
+        assert get(name, token_confidence="topk") == pytest.approx(value, rel=1e-6), name
+    with pytest.raises(ValueError, match="token_confidence"):
+        make_signal("deepconf_mean", token_confidence="top20")
+
+
+def test_deepconf_membership_from_ids_matches_values_on_model_paths(sampled):
+    _, _, groups = sampled
+    outside = 0
+    for p in (p for g in groups for p in g):
+        by_ids = chosen_in_top_k(p.token_ids, p.logprobs, p.top_ids, p.top_logprobs)
+        by_values = chosen_in_top_k(p.token_ids, p.logprobs, np.zeros((0, 0)), p.top_logprobs)
+        np.testing.assert_array_equal(by_ids, by_values)
+        outside += int((~by_ids).sum())
+    assert outside > 0  # sampling at T = 1 from the tiny model often leaves the stored top 5
 
 
 def test_deepconf_needs_top_logprobs():

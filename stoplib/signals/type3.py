@@ -2,29 +2,39 @@
 
 Computed from the per-token statistics every engine records under the raw (T=1) distribution:
 ``logprobs`` (T,) chosen-token log-probability, ``entropies`` (T,) entropy of the full
-next-token distribution (nats), ``top_logprobs`` (T, k) the k largest log-probabilities, sorted
-in decreasing order (k = ``SamplingParams.logprobs``, 20 by default).
+next-token distribution (nats), ``top_ids`` / ``top_logprobs`` (T, k) the k most likely tokens
+and their log-probabilities, in decreasing order (k = ``SamplingParams.logprobs``, 20 by
+default). DeepConf pins vLLM 0.10.2, whose V1 sampler also returns log-probabilities of the raw
+logits (``logprobs_mode="raw_logprobs"``, before penalties and temperature).
 
-DeepConf (Fu, Wang, Tian, Zhao, "Deep Think with Confidence", arXiv 2508.15260, §2; official
-code github.com/facebookresearch/deepconf, ``helper.py`` and ``analysis_offline.py``):
+DeepConf (Fu, Wang, Tian, Zhao, "Deep Think with Confidence", arXiv 2508.15260; reference code
+github.com/facebookresearch/deepconf, ``deepconf/utils.py`` at commit 675529d, the same functions as
+``helper.py`` / ``analysis_offline.py`` of its first release):
 
-* token confidence (Eq. 2): ``C_i = -(1/k) * sum_{j=1..k} log P_i(j)`` over the top-k
-  log-probabilities at position i (the paper and code use k = 20). Higher = more peaked;
-* average trace confidence (Eq. 3): ``C_avg = (1/N) * sum_i C_i``;
-* group confidence (Eq. 4): ``C_G = (1/|G|) * sum_{t in G} C_t`` over a window G of ``w``
-  consecutive tokens. As in the official code (``compute_least_grouped``,
-  ``calculate_bottom_window_confidence``) the windows are all complete sliding windows
-  ``[i, i + w)`` for ``i = 0 .. T - w`` (stride 1); a prefix shorter than ``w`` has one group,
-  its whole length;
-* bottom-10% group confidence (Eq. 5): the mean of the lowest ``max(1, int(0.1 * #groups))``
-  group confidences (the code's ``int`` truncation, not a quantile interpolation);
-* lowest group confidence (Eq. 6): ``C_least = min_G C_G``;
-* tail confidence (Eq. 7): the mean token confidence of the last ``w_tail`` tokens (the whole
-  prefix if shorter).
-
-(Equation numbers: arXiv v1 §2, Eqs. 1-7, as we recall them; the PDF was not at hand to
-re-check the numbering. The formulas themselves were checked against the official code and
-summaries of the paper, and this module follows the code where the two could differ.)
+* token confidence: the paper's ``C_i = -(1/k) * sum_{j=1..k} log P_i(j)`` over the top-k
+  log-probabilities at position i (k = 20). The reference code (``compute_confidence``, utils.py
+  lines 41-50) averages every entry vLLM returns for ``logprobs=20``: the top 20 and, when the
+  sampled token is not among them, the sampled token as a 21st entry; it then rounds
+  ``-mean`` to 3 decimals. That is the default here (``token_confidence="deepconf"``, see
+  :func:`deepconf_token_confidence`); ``token_confidence="topk"`` is the paper's formula over
+  exactly the top k, unrounded (:func:`token_confidence`). The two differ by the rounding and at
+  positions whose sampled token is outside the top k (sampling reaches past rank k unless it is
+  restricted to the top k: the default ``SamplingParams`` keep the top 40 tokens, DeepConf's
+  top-p 0.95 alone). Higher = more peaked = keep;
+* average trace confidence: the mean of the token confidences (``calculate_mean_confidence``,
+  lines 93-101);
+* group confidence: the mean token confidence over a window of ``w`` consecutive tokens. As in
+  ``calculate_bottom_window_confidence`` (lines 116-147) the groups are all complete sliding
+  windows ``[i, i + w)`` for ``i = 0 .. T - w`` (stride 1), their means not rounded, and a prefix
+  shorter than ``w`` has one group, its whole length. (The online early-stopping path,
+  ``compute_least_grouped``, lines 53-62, rounds each window mean to 3 decimals; rounding is
+  monotone, so the lowest group differs from it by less than 5e-4 and ranks paths alike);
+* bottom-10% group confidence: the mean of the lowest ``max(1, int(0.1 * #groups))`` group
+  confidences (line 138: ``int`` truncation, not a quantile interpolation);
+* lowest group confidence: the lowest group confidence (the same function with
+  ``bottom_percent=-1``, line 135);
+* tail confidence: the mean token confidence of the last ``tail`` tokens, the whole prefix if
+  shorter (``calculate_tail_confidence``, lines 104-113, ``tail_tokens=2048``).
 
 Window size. DeepConf uses w = 2048 (and tail 2048) on complete traces of ~10k-30k tokens. Here
 the signal reads a *prefix* of L tokens (paper: L = 2048), where w = 2048 would make every group
@@ -36,7 +46,9 @@ about 1/6; 1/4 keeps a handful of non-overlapping windows per prefix. Pass ``win
 fixed size (``window=2048`` is DeepConf's own setting).
 
 Non-finite log-probabilities (a float16 underflow in a stored bank) are clamped to
-``LOGPROB_FLOOR`` = log(1e-45) so that every score stays finite.
+``LOGPROB_FLOOR`` = log(1e-45) so that every score stays finite. A bank stores ``top_logprobs``
+in float16 (sampled-token log-probabilities in float32), so confidences read from a bank carry
+float16 error (about 4e-3 per log-probability near -10) before the 3-decimal rounding.
 """
 
 from __future__ import annotations
@@ -78,23 +90,72 @@ def _clean(logprobs: np.ndarray) -> np.ndarray:
 
 
 def token_confidence(top_logprobs: np.ndarray, k: int | None = None) -> np.ndarray:
-    """DeepConf token confidence (Eq. 2): ``C_i = -(1/k) sum_{j<=k} log P_i(j)``, shape (T,).
+    """Top-k token confidence (the paper's formula): ``C_i = -(1/k) sum_{j<=k} log P_i(j)``, shape (T,).
 
     ``top_logprobs`` (T, K) holds the K largest log-probabilities per position in decreasing
-    order; ``k`` (default K) uses the first k columns.
+    order; ``k`` (default K) uses the first k columns. Not rounded; the sampled token is not added.
     """
+    lp = _top(top_logprobs)
+    return -_clean(lp[:, :_k(lp, k)]).mean(axis=1)
+
+
+def chosen_in_top_k(token_ids: Sequence[int], chosen_logprobs: np.ndarray, top_ids: np.ndarray,
+                    top_logprobs: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Whether each sampled token is among the first k stored top tokens, shape (T,) bool.
+
+    Read from ``top_ids`` when they are stored (every engine records them, and the bank keeps
+    them). Without them it is decided from the values: the sampled token's log-probability is at
+    least the k-th largest, both rounded to float16 (the bank's precision for ``top_logprobs``),
+    so a sampled token tied with the k-th within that precision counts as inside.
+    """
+    lp = _top(top_logprobs)
+    k = _k(lp, k)
+    ids = np.asarray(top_ids)
+    if ids.ndim == 2 and ids.shape[0] == lp.shape[0] and ids.shape[1] >= k:
+        return (ids[:, :k] == np.asarray(token_ids, dtype=np.int64)[:, None]).any(axis=1)
+    chosen = _clean(chosen_logprobs)
+    kth = _clean(lp[:, k - 1])
+    return chosen.astype(np.float16) >= kth.astype(np.float16)
+
+
+def deepconf_token_confidence(top_logprobs: np.ndarray, chosen_logprobs: np.ndarray, in_top_k: np.ndarray,
+                              k: int | None = None, decimals: int | None = 3) -> np.ndarray:
+    """DeepConf's reference token confidence, shape (T,).
+
+    ``-mean`` of the top-k log-probabilities and, where the sampled token is not in the top k
+    (``in_top_k`` False), its log-probability ``chosen_logprobs`` as a (k+1)-th entry, rounded
+    to ``decimals`` (as ``compute_confidence`` does with what vLLM returns: round(-mean, 3),
+    numpy's round half to even; ``None`` keeps full precision).
+    """
+    lp = _top(top_logprobs)
+    k = _k(lp, k)
+    chosen = _clean(chosen_logprobs)
+    outside = ~np.asarray(in_top_k, dtype=bool)
+    if chosen.shape != (lp.shape[0],) or outside.shape != (lp.shape[0],):
+        raise ValueError(f"chosen_logprobs {chosen.shape} and in_top_k {outside.shape} need one entry per "
+                         f"position of top_logprobs ({lp.shape[0]})")
+    total = _clean(lp[:, :k]).sum(axis=1) + np.where(outside, chosen, 0.0)
+    conf = -total / (k + outside)
+    return conf if decimals is None else np.round(conf, decimals)
+
+
+def _top(top_logprobs: np.ndarray) -> np.ndarray:
     lp = np.asarray(top_logprobs)
     if lp.ndim != 2 or lp.shape[1] == 0:
         raise ValueError("DeepConf confidences need top-k log-probabilities per token; the paths "
                          "carry none (sample with SamplingParams(logprobs=20))")
+    return lp
+
+
+def _k(lp: np.ndarray, k: int | None) -> int:
     k = lp.shape[1] if k is None else int(k)
     if not 1 <= k <= lp.shape[1]:
         raise ValueError(f"k must be in 1..{lp.shape[1]} (the stored top-k), got {k}")
-    return -_clean(lp[:, :k]).mean(axis=1)
+    return k
 
 
 def group_confidences(conf: np.ndarray, window: int) -> np.ndarray:
-    """Group confidences (Eq. 4): means of all complete windows of ``window`` consecutive token
+    """Group confidences: means of all complete windows of ``window`` consecutive token
     confidences (stride 1), shape (T - window + 1,); ``[mean(conf)]`` if T < window; ``[]`` if T = 0."""
     c = np.asarray(conf, dtype=np.float64)
     if window < 1:
@@ -108,7 +169,7 @@ def group_confidences(conf: np.ndarray, window: int) -> np.ndarray:
 
 
 def bottom_fraction_mean(groups: np.ndarray, fraction: float = 0.1) -> float:
-    """Bottom-x% group confidence (Eq. 5): mean of the ``max(1, int(fraction * G))`` lowest groups."""
+    """Bottom-x% group confidence: mean of the ``max(1, int(fraction * G))`` lowest groups."""
     g = np.asarray(groups, dtype=np.float64)
     if g.size == 0:
         return 0.0
@@ -117,7 +178,7 @@ def bottom_fraction_mean(groups: np.ndarray, fraction: float = 0.1) -> float:
 
 
 def tail_mean(conf: np.ndarray, tail: int) -> float:
-    """Tail confidence (Eq. 7): mean of the last ``tail`` token confidences (all if fewer)."""
+    """Tail confidence: mean of the last ``tail`` token confidences (all if fewer)."""
     c = np.asarray(conf, dtype=np.float64)
     return float(c[-tail:].mean()) if c.size else 0.0
 
@@ -134,13 +195,27 @@ def resolve_window(lengths: Sequence[int], window: int | None, window_frac: floa
     return max(1, math.ceil(window_frac * longest))
 
 
-class _DeepConf(Signal):
-    """Shared constructor: ``k`` top log-probabilities per token, group window (see module doc)."""
+TOKEN_CONFIDENCES = ("deepconf", "topk")
 
-    def __init__(self, k: int | None = None, window: int | None = None, window_frac: float = 0.25) -> None:
+
+class _DeepConf(Signal):
+    """Shared constructor (see the module doc).
+
+    ``k``: top log-probabilities per token (default: all stored). ``window`` / ``window_frac``:
+    the group window. ``token_confidence``: ``"deepconf"`` (default) is the reference code's
+    token confidence, the top k plus the sampled token when outside them, rounded to 3 decimals
+    (:func:`deepconf_token_confidence`, membership from :func:`chosen_in_top_k`); ``"topk"`` is
+    the mean over exactly the top k, unrounded (:func:`token_confidence`).
+    """
+
+    def __init__(self, k: int | None = None, window: int | None = None, window_frac: float = 0.25, *,
+                 token_confidence: str = "deepconf") -> None:
+        if token_confidence not in TOKEN_CONFIDENCES:
+            raise ValueError(f"token_confidence must be one of {TOKEN_CONFIDENCES}, got {token_confidence!r}")
         self.k = k
         self.window = window
         self.window_frac = window_frac
+        self.token_confidence = token_confidence
         resolve_window([1], window, window_frac)  # validate early
 
     def _window(self, prefixes: Sequence[Path]) -> int:
@@ -149,7 +224,10 @@ class _DeepConf(Signal):
     def _conf(self, path: Path) -> np.ndarray:
         if len(path.token_ids) == 0:
             return np.zeros(0)
-        return token_confidence(path.top_logprobs, self.k)
+        if self.token_confidence == "topk":
+            return token_confidence(path.top_logprobs, self.k)
+        inside = chosen_in_top_k(path.token_ids, path.logprobs, path.top_ids, path.top_logprobs, self.k)
+        return deepconf_token_confidence(path.top_logprobs, path.logprobs, inside, self.k)
 
     def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
         w = self._window(prefixes)
@@ -160,28 +238,28 @@ class _DeepConf(Signal):
 
 
 @register(SignalInfo("deepconf_mean", "III", "internal", False,
-                     "DeepConf average trace confidence C_avg (Eq. 3): mean over prefix tokens of "
-                     "C_i = -(1/k) sum of the top-k log-probabilities (Eq. 2)"))
+                     "DeepConf average trace confidence: mean over prefix tokens of the token confidence "
+                     "C_i = -mean of the top-k log-probabilities (and of the sampled token's when outside them)"))
 class DeepConfMean(_DeepConf):
     def _stat(self, conf: np.ndarray, window: int) -> float:
         return float(conf.mean())
 
 
 @register(SignalInfo("deepconf_lowest_group", "III", "internal", False,
-                     "DeepConf lowest group confidence C_least (Eq. 6): min over sliding windows of the "
-                     "window-mean token confidence (Eq. 4)"))
+                     "DeepConf lowest group confidence: min over sliding windows of the window-mean "
+                     "token confidence"))
 class DeepConfLowestGroup(_DeepConf):
     def _stat(self, conf: np.ndarray, window: int) -> float:
         return float(group_confidences(conf, window).min())
 
 
 @register(SignalInfo("deepconf_bottom10", "III", "internal", False,
-                     "DeepConf bottom-10% group confidence (Eq. 5): mean of the lowest 10% of the "
+                     "DeepConf bottom-10% group confidence: mean of the lowest 10% of the "
                      "sliding-window group confidences"))
 class DeepConfBottom10(_DeepConf):
     def __init__(self, k: int | None = None, window: int | None = None, window_frac: float = 0.25,
-                 fraction: float = 0.1) -> None:
-        super().__init__(k, window, window_frac)
+                 fraction: float = 0.1, *, token_confidence: str = "deepconf") -> None:
+        super().__init__(k, window, window_frac, token_confidence=token_confidence)
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         self.fraction = fraction
@@ -191,11 +269,11 @@ class DeepConfBottom10(_DeepConf):
 
 
 @register(SignalInfo("deepconf_tail", "III", "internal", False,
-                     "DeepConf tail confidence (Eq. 7): mean token confidence of the last w tokens"))
+                     "DeepConf tail confidence: mean token confidence of the last w tokens"))
 class DeepConfTail(_DeepConf):
     def __init__(self, k: int | None = None, window: int | None = None, window_frac: float = 0.25,
-                 tail: int | None = None) -> None:
-        super().__init__(k, window, window_frac)
+                 tail: int | None = None, *, token_confidence: str = "deepconf") -> None:
+        super().__init__(k, window, window_frac, token_confidence=token_confidence)
         if tail is not None and tail < 1:
             raise ValueError(f"tail must be >= 1, got {tail}")
         self.tail = tail
@@ -207,7 +285,7 @@ class DeepConfTail(_DeepConf):
 @register(SignalInfo("mean_entropy", "III", "internal", False,
                      "minus the mean entropy (nats) of the full next-token distribution over the prefix"))
 class MeanEntropy(Signal):
-    """score = -(1/T) sum_i H_i with H_i = -sum_j P_i(j) log P_i(j) (DeepConf Eq. 1), exact (the
+    """score = -(1/T) sum_i H_i with H_i = -sum_j P_i(j) log P_i(j) (DeepConf's token entropy), exact (the
     engines record the entropy of the full distribution). Lower entropy = keep."""
 
     def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
@@ -283,8 +361,8 @@ class SelfCertainty(Signal):
       dimension (padded embedding rows): prefer ``vocab_size``.
     * ``mode="topk"``: the exact self-certainty of the top-k distribution renormalised
       (``P~ = P / sum_{j<=k} P``): ``KL(U_k || P~_i) = -log k - (1/k) sum_{j<=k} log P~_i(j)``.
-      It equals DeepConf's token confidence ``C_i - log k + log(sum_{j<=k} P_i(j))``: DeepConf's
-      C_i is self-certainty restricted to the top-k.
+      It equals ``C_i - log k + log(sum_{j<=k} P_i(j))`` with ``C_i`` the top-k token confidence
+      (:func:`token_confidence`): that C_i is self-certainty restricted to the top-k.
     """
 
     def __init__(self, vocab_size: int | None = None, mode: str = "uniform_tail", tokenizer=None) -> None:
