@@ -5,6 +5,8 @@
     stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism into the store
     stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
     stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
+    accelerate launch --num_processes N [--cpu] -m stoplib.cli train ...
+                                                     the same training, data parallel over N processes
     stoplib bank                                     the rollout bank of the evaluation problems
     stoplib label|bank --shard i/n                   only problems i, i+n, i+2n, ... (one store entry per shard)
     stoplib merge label|bank --shards n              assemble n finished shards into the one-process result
@@ -140,8 +142,11 @@ def _cmd_label(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .stages import stop_stage
 
+    from .train import process_rank
+
     best, summary = stop_stage(_config(args), args.variant, force=args.force, progress=not args.quiet)
-    print(json.dumps({"checkpoint": str(best), "best_epoch": summary["best_epoch"]}, indent=2))
+    if process_rank()[0] == 0:  # under `accelerate launch`, one report
+        print(json.dumps({"checkpoint": str(best), "best_epoch": summary["best_epoch"]}, indent=2))
 
 
 def _cmd_bank(args: argparse.Namespace) -> None:

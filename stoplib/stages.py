@@ -7,6 +7,7 @@ resume after an interruption.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import shutil
@@ -25,7 +26,7 @@ from .problems import Problem
 from .stop import StopConfig, StopScorer
 from .store import LOCK_FILE, JsonlLog, Store, atomic_write_json, config_hash, read_json, read_jsonl, run_lock
 from .tasks import load_task_or_file
-from .train import TrainConfig, load_label_records, train_stop
+from .train import TrainConfig, init_distributed, load_label_records, train_stop
 
 VARIANTS = ("stop", "probe", "hard")  # STOP, "w/o adapter" probe, hard-label training
 
@@ -299,27 +300,55 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
                progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) a STOP variant on the labels; returns (best checkpoint dir, summary)."""
     labels_dir, _ = labels_stage(config, progress=progress)
-    stop, train = variant_configs(config, variant)
     directory = _trained_dir(config, variant)
+    rank, world = init_distributed()
+    if world > 1:
+        return _stop_stage_data_parallel(config, variant, directory, labels_dir, force, progress, rank)
     if not force and (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
     with run_lock(directory, "STOP training"):
         _fresh(directory, force)
         if (directory / "summary.json").exists():
             return directory / "best", read_json(directory / "summary.json")
-        from .engines.hf import load_model_and_tokenizer
-
-        use_threads(config)
-        base, tokenizer = load_model_and_tokenizer(config.model_path)
-        torch.manual_seed(train.seed)  # the LoRA, [STOP] and head initialization
-        scorer = StopScorer(base, tokenizer, stop)
-        train_records = load_label_records(labels_dir / "train.jsonl")
-        val_records = load_label_records(labels_dir / "val.jsonl")
-        result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
-        summary = {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
-                   "n_train": len(train_records), "n_val": len(val_records)}
+        summary = _train_variant(config, variant, directory, labels_dir, progress)
         atomic_write_json(directory / "summary.json", summary)
         return directory / "best", summary
+
+
+def _train_variant(config: RunConfig, variant: str, directory: Path, labels_dir: Path,
+                   progress: bool) -> dict[str, Any]:
+    """Train a STOP variant on the labels in ``labels_dir`` into ``directory``; returns its summary."""
+    from .engines.hf import load_model_and_tokenizer
+
+    stop, train = variant_configs(config, variant)
+    use_threads(config)
+    base, tokenizer = load_model_and_tokenizer(config.model_path)
+    torch.manual_seed(train.seed)  # the LoRA, [STOP] and head initialization
+    scorer = StopScorer(base, tokenizer, stop)
+    train_records = load_label_records(labels_dir / "train.jsonl")
+    val_records = load_label_records(labels_dir / "val.jsonl")
+    result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
+    return {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
+            "n_train": len(train_records), "n_val": len(val_records)}
+
+
+def _stop_stage_data_parallel(config: RunConfig, variant: str, directory: Path, labels_dir: Path, force: bool,
+                              progress: bool, rank: int) -> tuple[Path, dict[str, Any]]:
+    """``stop_stage`` in one process of a data parallel launch (``accelerate launch``, ``torchrun``):
+    every process trains on its rows of each batch; process 0 holds the run's lock and writes."""
+    import torch.distributed as dist
+
+    with run_lock(directory, "STOP training") if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            _fresh(directory, force)
+        done = [(directory / "summary.json").exists() if rank == 0 else None]
+        dist.broadcast_object_list(done, src=0)
+        if not done[0]:
+            summary = _train_variant(config, variant, directory, labels_dir, progress)
+            if rank == 0:
+                atomic_write_json(directory / "summary.json", summary)
+        dist.barrier()
+    return directory / "best", read_json(directory / "summary.json")
 
 
 _BASE_MODELS: dict[str, tuple[Any, Any]] = {}

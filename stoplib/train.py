@@ -167,7 +167,11 @@ def predict(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int 
 def evaluate(scorer: StopScorer, records: Sequence[LabelRecord], batch_size: int = 64,
              states: PrefixStates | None = None) -> dict[str, float]:
     """Validation metrics: MSE to soft labels, Brier and AUROC vs hard labels, within-problem AUROC."""
-    probs = predict(scorer, records, batch_size, states)
+    return _metrics(predict(scorer, records, batch_size, states), records)
+
+
+def _metrics(probs: np.ndarray, records: Sequence[LabelRecord]) -> dict[str, float]:
+    """:func:`evaluate`'s metrics of the scores ``probs`` of ``records``."""
     soft = np.array([r.soft_label for r in records])
     has_hard = all(r.hard_label is not None for r in records)
     outcome = np.array([r.hard_label for r in records]) if has_hard else (soft > 0.5).astype(int)
@@ -298,6 +302,8 @@ def train_stop(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = process_rank()
+    progress = progress and rank == 0
     train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
     if not train_records or not val_records:
         raise ValueError("training needs at least one training and one validation record")
@@ -309,7 +315,7 @@ def train_stop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(config.warmup_steps, steps_per_epoch * config.epochs))
     result, start_epoch = TrainResult(), 0
-    committed = resume_point(out_dir, _config_key(config))
+    committed = resume_point(out_dir, _config_key(config)) if world == 1 else _shared_resume_point(out_dir, config, rank)
     if committed is not None:
         epoch_dir = _epoch_dir(out_dir, committed["epoch"])
         try:
@@ -331,9 +337,26 @@ def train_stop(
     rng = random.Random(config.seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
         rng.shuffle(list(range(len(train_records))))
-    device = scorer.device
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, start_epoch + stop_after_epochs)
-    for epoch in range(start_epoch, last_epoch):
+    plan = _RowPlan()
+    restore = _install_row_dropout(scorer, plan) if world > 1 else (lambda: None)
+    try:
+        _epochs(scorer, train_records, val_records, config, out_dir, result, optimizer, scheduler, rng,
+                range(start_epoch, last_epoch), train_states, val_states, plan, rank, world, progress)
+    finally:
+        restore()
+    scorer.eval()
+    return result
+
+
+def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_records: Sequence[LabelRecord],
+            config: TrainConfig, out_dir: Path, result: TrainResult, optimizer: Any, scheduler: Any,
+            rng: random.Random, epochs: range, train_states: PrefixStates | None, val_states: PrefixStates | None,
+            plan: "_RowPlan", rank: int, world: int, progress: bool) -> None:
+    """The epochs of :func:`train_stop`; with ``world`` > 1 processes, this one's share of each."""
+    params = scorer.trainable_parameters()
+    device = scorer.device
+    for epoch in epochs:
         start = time.time()
         torch.manual_seed(config.seed * 1000 + epoch)  # dropout: same stream after a resume
         order = list(range(len(train_records)))
@@ -347,21 +370,30 @@ def train_stop(
 
             iterator = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
         for b, batch in enumerate(iterator):
-            recs = [train_records[i] for i in batch]
-            target = torch.tensor([_target(r, config) for r in recs], device=device)
-            with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
-                if train_states is not None:
-                    logits = scorer.score_cache(*train_states.batch(batch), restore=False)
-                else:  # a beginning the batch shares (system turn, few-shot examples) is encoded once
-                    logits = scorer.logits([list(r.prefix_token_ids) for r in recs])
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-                (loss / config.grad_accum).backward()
-            losses.append(float(loss.detach()))
+            if world > 1:
+                losses.append(_data_parallel_step(scorer, train_records, batch, config, train_states, plan,
+                                                  rank, world))
+            else:
+                recs = [train_records[i] for i in batch]
+                target = torch.tensor([_target(r, config) for r in recs], device=device)
+                with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
+                    if train_states is not None:
+                        logits = scorer.score_cache(*train_states.batch(batch), restore=False)
+                    else:  # a beginning the batch shares (system turn, few-shot examples) is encoded once
+                        logits = scorer.logits([list(r.prefix_token_ids) for r in recs])
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+                    (loss / config.grad_accum).backward()
+                losses.append(float(loss.detach()))
             if (b + 1) % config.grad_accum == 0 or b + 1 == len(batches):
+                if world > 1:
+                    _all_reduce_gradients(params)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-        val = evaluate(scorer, val_records, states=val_states)
+        if world > 1:
+            val = _metrics(_gather_predictions(scorer, val_records, val_states, rank, world), val_records)
+        else:
+            val = evaluate(scorer, val_records, states=val_states)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - start,
                **{f"val_{k}": v for k, v in val.items()}}
         result.history.append(row)
@@ -369,11 +401,177 @@ def train_stop(
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
         if result.best_epoch < 0 or row["val_mse"] < min(h["val_mse"] for h in result.history[:-1]):
             result.best_epoch = epoch + 1
-        commit_epoch(out_dir, epoch + 1, result.best_epoch, _config_key(config), scorer,
-                     {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, result.history)
+        if rank == 0:
+            commit_epoch(out_dir, epoch + 1, result.best_epoch, _config_key(config), scorer,
+                         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, result.history)
+        if world > 1:
+            _barrier()  # the epoch is committed before any process goes on
         result.best_dir = out_dir / "best"
+
+
+# ---------------------------------------------------------------- data parallel training
+#
+# Started by ``accelerate launch --num_processes N`` or ``torchrun --nproc-per-node N`` (their
+# environment: RANK, WORLD_SIZE, MASTER_ADDR, ...), every process holds the scorer and the prefix
+# states, and runs the rows i, i+N, ... of each global batch (the batch and the data order of one
+# process). The gradients of the batch's mean loss are summed across processes before each
+# optimizer step, so every process takes the same step as one process would; LoRA dropout draws
+# the mask of the whole batch and applies this process's rows of it (on CPU the very mask one
+# process draws). Process 0 alone writes checkpoints and progress.
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, number of processes) of this process's data parallel group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group a launcher set up (``WORLD_SIZE`` > 1 in the environment: gloo on
+    CPU, nccl on GPUs, one GPU per local rank); returns :func:`process_rank`. A no-op otherwise."""
+    import torch.distributed as dist
+
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not world.isdigit():
+        raise ValueError(f"WORLD_SIZE={world!r} in the environment: expected a number of processes")
+    if int(world) > 1 and dist.is_available() and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return process_rank()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
+def _shared_resume_point(out_dir: Path, config: TrainConfig, rank: int) -> dict[str, Any] | None:
+    """:func:`resume_point` in a data parallel group: process 0 tidies the directory, the others read."""
+    committed = resume_point(out_dir, _config_key(config)) if rank == 0 else None
+    _barrier()
+    if rank != 0 and (out_dir / PROGRESS).exists():
+        committed = read_json(out_dir / PROGRESS)
+    return committed
+
+
+class _RowPlan:
+    """The global batch size and this process's rows in it, while a data parallel step runs."""
+
+    def __init__(self) -> None:
+        self.size: int | None = None
+        self.rows: list[int] = []
+
+
+class _RowDropout(torch.nn.Module):
+    """Dropout of this process's rows of a global batch with the mask drawn for the whole batch."""
+
+    def __init__(self, p: float, plan: _RowPlan) -> None:
+        super().__init__()
+        self.p, self.plan = p, plan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.plan.size is None:
+            return torch.nn.functional.dropout(x, self.p, self.training)
+        mask = torch.empty((self.plan.size, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        mask.bernoulli_(1 - self.p).div_(1 - self.p)  # what F.dropout draws on CPU for the whole batch
+        return x * mask[self.plan.rows]
+
+
+def _install_row_dropout(scorer: Any, plan: _RowPlan) -> Callable[[], None]:
+    """Replace the LoRA dropouts of ``scorer`` by :class:`_RowDropout`; returns the undo."""
+    replaced = []
+    for module in scorer.model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name, dropout in list(dropouts.items()):
+                if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0:
+                    dropouts[name] = _RowDropout(dropout.p, plan).train(dropout.training)
+                    replaced.append((dropouts, name, dropout))
+
+    def restore() -> None:
+        for dropouts, name, dropout in replaced:
+            dropouts[name] = dropout.train(dropouts[name].training)
+    return restore
+
+
+def _data_parallel_step(scorer: Any, records: Sequence[LabelRecord], batch: list[int], config: TrainConfig,
+                        states: PrefixStates | None, plan: _RowPlan, rank: int, world: int) -> float:
+    """Forward and backward of this process's rows of ``batch`` (its share of the batch's mean
+    loss); returns the batch's mean loss over every process."""
+    import torch.distributed as dist
+
+    mine = list(range(rank, len(batch), world))
+    rows = [batch[j] for j in mine]
+    total = torch.zeros((), dtype=torch.float64, device=scorer.device)
+    if rows:
+        recs = [records[i] for i in rows]
+        target = torch.tensor([_target(r, config) for r in recs], device=scorer.device)
+        plan.size, plan.rows = len(batch), mine
+        try:
+            with scorer.adapter_on():
+                if states is not None:
+                    logits = scorer.score_cache(*states.batch(rows), restore=False)
+                else:
+                    logits = scorer.logits([list(r.prefix_token_ids) for r in recs])
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+                (loss / (len(batch) * config.grad_accum)).backward()
+        finally:
+            plan.size, plan.rows = None, []
+        total += loss.detach().double()
+    dist.all_reduce(total)
+    return float(total) / len(batch)
+
+
+def _all_reduce_gradients(params: Sequence[torch.nn.Parameter]) -> None:
+    """Sum the gradients of ``params`` over the processes (one flat tensor per dtype). A parameter
+    no process has a gradient for keeps none (the optimizer skips it, as in one process)."""
+    import torch.distributed as dist
+
+    device = params[0].device
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int64, device=device)
+    dist.all_reduce(present)
+    groups: dict[torch.dtype, list[torch.nn.Parameter]] = {}
+    for p, count in zip(params, present.tolist()):
+        if count:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            groups.setdefault(p.grad.dtype, []).append(p)
+    for group in groups.values():
+        flat = torch.cat([p.grad.reshape(-1) for p in group])
+        dist.all_reduce(flat)
+        offset = 0
+        for p in group:
+            p.grad.copy_(flat[offset : offset + p.grad.numel()].view_as(p.grad))
+            offset += p.grad.numel()
+
+
+@torch.no_grad()
+def _gather_predictions(scorer: Any, records: Sequence[LabelRecord], states: PrefixStates | None,
+                        rank: int, world: int, batch_size: int = 64) -> np.ndarray:
+    """Scores of every record, each process scoring records rank, rank + world, ...; in order."""
+    import torch.distributed as dist
+
     scorer.eval()
-    return result
+    rows = list(range(rank, len(records), world))
+    parts = []
+    for start in range(0, len(rows), batch_size):
+        part = rows[start : start + batch_size]
+        if states is None:
+            parts.append(scorer.score([list(records[r].prefix_token_ids) for r in part], batch_size=batch_size))
+        else:
+            parts.append(torch.sigmoid(scorer.score_cache(*states.batch(part), restore=False)))
+    mine = torch.cat(parts).cpu().numpy() if parts else np.zeros(0, np.float32)
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, (rows, mine))
+    probs = np.zeros(len(records), dtype=mine.dtype)
+    for their_rows, their_probs in gathered:
+        probs[their_rows] = their_probs
+    return probs
 
 
 # ---------------------------------------------------------------- crash-safe epochs

@@ -1,0 +1,67 @@
+"""STOP training data parallel over 2 CPU processes (gloo) equals one process within float tolerance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from stoplib.train import DEFAULT_CACHE_BYTES, TrainConfig, train_stop
+from tests.test_train import make_scorer, synthetic
+
+# 97 records in batches of 16: the last batch has one row, so one process has none of it.
+CONFIG = TrainConfig(lr=1e-2, epochs=3, batch_size=16, grad_accum=2, warmup_steps=2, seed=5)
+RUNS = {"cached": DEFAULT_CACHE_BYTES, "plain": 0}  # on cached prefix states / re-encoding every step
+TOLERANCE = 1e-4
+REPO = Path(__file__).resolve().parent.parent
+
+
+def records():
+    return synthetic(97, 21), synthetic(30, 22)
+
+
+def launch(*command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def assert_same_history(one: list[dict], two: list[dict]) -> None:
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        assert set(a) == set(b)
+        for key in a:
+            if key != "seconds":
+                assert b[key] == pytest.approx(a[key], rel=TOLERANCE, abs=1e-7), (key, a, b)
+
+
+def assert_same_checkpoint(one: Path, two: Path) -> None:
+    for name in ("stop_head.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(str(one / name)), load_file(str(two / name))
+        assert set(a) == set(b)
+        for key in a:
+            assert (a[key] - b[key]).abs().max() <= TOLERANCE * max(1.0, a[key].abs().max()), (name, key)
+
+
+def test_two_processes_train_as_one(tiny_model_dir, tmp_path):
+    launch("torch.distributed.run", "--standalone", "--nproc-per-node", "2", "tests/ddp_job.py",
+           str(tiny_model_dir), str(tmp_path / "two"))
+    train_records, val_records = records()
+    for name, cache_bytes in RUNS.items():
+        one = train_stop(make_scorer(tiny_model_dir), train_records, val_records, CONFIG, tmp_path / "one" / name,
+                         progress=False, cache_bytes=cache_bytes)
+        two = json.loads((tmp_path / "two" / f"{name}.json").read_text())
+        assert_same_history(one.history, two)
+        progress = json.loads((tmp_path / "two" / name / "progress.json").read_text())
+        assert progress["epoch"] == CONFIG.epochs and progress["best_epoch"] == one.best_epoch
+        assert_same_checkpoint(one.best_dir, tmp_path / "two" / name / "best")
+        print(name, "final train loss: 1 process", one.history[-1]["train_loss"], "2 processes",
+              two[-1]["train_loss"])
