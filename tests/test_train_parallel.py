@@ -65,3 +65,33 @@ def test_two_processes_train_as_one(tiny_model_dir, tmp_path):
         assert_same_checkpoint(one.best_dir, tmp_path / "two" / name / "best")
         print(name, "final train loss: 1 process", one.history[-1]["train_loss"], "2 processes",
               two[-1]["train_loss"])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_stoplib_train_under_accelerate_launch_equals_one_process(tmp_path):
+    """`accelerate launch` (torchrun's environment: on CPU its --multi_gpu launcher; --cpu alone
+    starts one process) runs `stoplib train` on 2 gloo processes; the stage's summary and best
+    checkpoint equal one process's."""
+    from stoplib import stages
+    from stoplib.config import resolve
+
+    best, summary = stages.stop_stage(resolve("tiny", "toy", results_root=str(tmp_path / "one")), progress=False)
+    done = launch("accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                  "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+                  "-m", "stoplib.cli", "train", "--scale", "tiny", "--results-root", str(tmp_path / "two"), "--quiet")
+    report = json.loads(done.stdout[done.stdout.index("{"):])  # one report, from process 0
+    two = Path(report["checkpoint"])
+    assert two.is_relative_to(tmp_path / "two") and two.parent.name == best.parent.name  # the same store key
+    assert_same_history(summary["history"], json.loads((two.parent / "summary.json").read_text())["history"])
+    assert report["best_epoch"] == summary["best_epoch"]
+    assert_same_checkpoint(best, two)
+    print("final train loss: 1 process", summary["history"][-1]["train_loss"], "2 processes",
+          json.loads((two.parent / "summary.json").read_text())["history"][-1]["train_loss"])
