@@ -116,8 +116,9 @@ def _config(args: argparse.Namespace):
     from .config import resolve
 
     overrides: dict = {name: getattr(args, name) for name in ("benchmark", "train_problems") if getattr(args, name, None)}
-    if getattr(args, "workers", None) is not None:
-        overrides["workers"] = args.workers
+    for name in ("workers", "tensor_parallel_size", "pipeline_parallel_size"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
     return resolve(args.scale, args.model, args.engine, args.seed, args.results_root, **overrides)
 
 
@@ -221,6 +222,11 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--shard", default=None, metavar="I/N",
                            help="build only problems I, I+N, I+2N, ... (0 <= I < N) into a store entry of its own; "
                            "`stoplib merge` assembles the N shards")
+        if name in ("label", "bank"):
+            p.add_argument("--tensor-parallel-size", type=int, default=None,
+                           help="--engine vllm: GPUs per model (vLLM's tensor_parallel_size)")
+            p.add_argument("--pipeline-parallel-size", type=int, default=None,
+                           help="--engine vllm: pipeline stages (vLLM's pipeline_parallel_size)")
         if name == "label":
             p.add_argument("--workers", type=int, default=None,
                            help="processes sampling in parallel (default: 2 for the organism on CPU, else 1)")

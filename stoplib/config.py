@@ -65,6 +65,8 @@ class RunConfig:
     verifier_epochs: int = 1  # epochs of the Type II text verifier
     threads: int | None = None  # torch threads for this model on CPU (None: torch's default)
     attn_implementation: str | None = None  # HF engine attention (None: transformers' default)
+    tensor_parallel_size: int = 1  # vLLM: GPUs per model (its tensor_parallel_size); hf: 1
+    pipeline_parallel_size: int = 1  # vLLM: pipeline stages (its pipeline_parallel_size); hf: 1
 
     @property
     def run_name(self) -> str:
@@ -186,8 +188,13 @@ def check_config(config: RunConfig) -> None:
     """Every field of a resolved config and their combinations; errors name the parameter, the
     value and what is valid. The model's maximum context is checked when its config is on disk
     (else when the model is loaded: :func:`stoplib.stages.check_context`)."""
-    for name in ("n_paths", "keep", "prefix_len", "batch_size", "workers", "stop_seeds", "verifier_epochs"):
+    for name in ("n_paths", "keep", "prefix_len", "batch_size", "workers", "stop_seeds", "verifier_epochs",
+                 "tensor_parallel_size", "pipeline_parallel_size"):
         _check_int(name, getattr(config, name), 1)
+    for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+        if getattr(config, name) > 1 and config.engine != "vllm":
+            raise ValueError(f"{name}={getattr(config, name)} needs engine='vllm' (engine {config.engine!r} runs a "
+                             "model on one device); to use more devices with it, shard the problems (--shard i/n)")
     for name in ("n_eval_problems", "n_train_problems"):
         _check_int(name, getattr(config, name), 0)
     params.text("benchmark", config.benchmark)

