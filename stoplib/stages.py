@@ -100,7 +100,7 @@ def _fresh(directory: Path, force: bool) -> None:
     if force and directory.exists():
         for child in directory.iterdir():
             if child.name not in ("config.json", LOCK_FILE):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 # ---------------------------------------------------------------- cache keys

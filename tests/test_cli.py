@@ -52,3 +52,15 @@ def test_toy_builds_into_the_store_and_leaves_the_shipped_weights(tmp_path):
     assert (WEIGHTS_DIR / "small" / "model.safetensors").read_bytes() == shipped
     with pytest.raises(SystemExit, match="replace-shipped"):
         main(["toy", "--scale", "tiny", "--replace-shipped"])
+
+
+def test_force_clears_a_trained_run_with_its_checkpoint_links(tmp_path):
+    """`--force` empties a run directory whose best/last are symbolic links to epoch directories."""
+    from stoplib.stages import _fresh
+
+    run = tmp_path / "run"
+    (run / "epochs" / "0001" / "checkpoint").mkdir(parents=True)
+    (run / "best").symlink_to("epochs/0001/checkpoint")
+    (run / "config.json").write_text("{}")
+    _fresh(run, True)
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
