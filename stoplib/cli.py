@@ -64,7 +64,7 @@ def run_notebooks(
     extra = dict(extra or {})
     out_dir = results_root / "notebooks" / run_name(extra.get("model", "toy"), extra.get("engine", "hf"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
+    outputs, minutes = [], {}
     for nb in notebook_paths(only):
         params = dict(scale=scale, results_root=str(results_root), figures_dir=str(figures_dir), **extra)
         out = out_dir / nb.name
@@ -72,9 +72,26 @@ def run_notebooks(
         print(f"[stoplib] running {nb.name} (scale={scale}) ...", flush=True)
         pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3",
                             cwd=str(root), progress_bar=False, log_output=log_output)
-        print(f"[stoplib] {nb.name} done in {time.time() - start:.0f}s -> {out}", flush=True)
+        minutes[nb.stem] = (time.time() - start) / 60
+        print(f"[stoplib] {nb.name} done in {minutes[nb.stem] * 60:.0f}s -> {out}", flush=True)
         outputs.append(out)
+    record_times(minutes, scale, results_root, out_dir.name)
     return outputs
+
+
+def record_times(minutes: dict[str, float], scale: str, results_root: Path, run: str) -> None:
+    """Print each notebook's wall time and keep it in ``results/latest/<run>/reproduce.json``
+    (notebooks run earlier at the same scale keep their times)."""
+    from .store import record_metrics
+
+    path = results_root / "latest" / run / "reproduce.json"
+    earlier = json.loads(path.read_text(encoding="utf-8"))["metrics"] if path.exists() else {}
+    merged = dict(earlier.get("minutes", {})) if earlier.get("scale") == scale else {}
+    merged.update({name: round(value, 2) for name, value in minutes.items()})
+    record_metrics("reproduce", {"scale": scale, "minutes": merged, "total_minutes": round(sum(merged.values()), 2)},
+                   results_root, run)
+    parts = ", ".join(f"{name[:2]} {value:.1f}" for name, value in sorted(merged.items()))
+    print(f"[stoplib] minutes per notebook ({scale}): {parts}; total {sum(merged.values()):.1f}", flush=True)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:

@@ -103,6 +103,9 @@ def summary(all_metrics: dict[str, dict[str, Any]]) -> str:
         out.append(f"- 05: {coeffs} (fixed: {', '.join(m['fixed']) or 'none'}); R² (log) {m['r2_log']:.2f}; "
                    f"{m['optimal_at_largest_gamma']:.0%} of the envelope at the grid's largest γ; best γ on the wide grid "
                    + ", ".join(f"{g}: {c}" for g, c in m["best_gamma_wide_grid"].items()))
+    if (m := all_metrics.get("reproduce")) is not None:
+        parts = ", ".join(f"{name[:2]} {value:.1f}" for name, value in sorted(m["minutes"].items()))
+        out.append(f"- wall time (scale {m['scale']}): {m['total_minutes']:.1f} min ({parts})")
     return "\n".join(out)
 
 

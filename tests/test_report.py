@@ -42,3 +42,17 @@ def test_report_names_what_is_missing(tmp_path):
     record_metrics("03_taxonomy_baselines", {"stop": row("STOP", 0.7), "setting": {"N": 8, "k": 2}}, tmp_path, "old")
     with pytest.raises(ValueError, match="no_pruning"):
         report.report("old", tmp_path)
+
+
+def test_reproduce_times_are_kept_per_notebook(tmp_path, capsys):
+    """stoplib reproduce records each notebook's minutes; a later --only run updates its own."""
+    from stoplib.cli import record_times
+
+    record_times({"00_reasoning_model": 0.4, "01_dataset_construction": 3.1}, "small", tmp_path, "toy")
+    record_times({"01_dataset_construction": 2.0}, "small", tmp_path, "toy")
+    assert "minutes per notebook (small): 00 0.4, 01 2.0; total 2.4" in capsys.readouterr().out
+    m = report.load_metrics("toy", tmp_path)["reproduce"]
+    assert m["minutes"] == {"00_reasoning_model": 0.4, "01_dataset_construction": 2.0} and m["total_minutes"] == 2.4
+    record_times({"00_reasoning_model": 0.1}, "tiny", tmp_path, "toy")  # another scale starts afresh
+    assert report.load_metrics("toy", tmp_path)["reproduce"]["minutes"] == {"00_reasoning_model": 0.1}
+    assert "- wall time (scale tiny): 0.1 min (00 0.1)" in report.summary(report.load_metrics("toy", tmp_path))
