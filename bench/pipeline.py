@@ -19,6 +19,22 @@ L = 20) on its held-out problems.
     .venv-vllm/bin/python bench/pipeline.py --model smollm2-135m --engine both --problems 24
 
 The last line prints the ratios.
+
+``--sweep`` (HF engine) instead measures the pipeline at each ``--ks`` x ``--lengths`` against no
+pruning, interleaved and repeated ``--repeats`` times (no pruning runs at the start and the end of
+every repeat; each pipeline run is compared with the mean of that repeat's two), and prints per
+(k, L) the median wall ratio (pipeline / no pruning), the token ratio and their quotient
+(wall / tokens: 1.0 means the pipeline's wall time falls exactly with its tokens). With
+``--compare-resume`` every cell also runs with each group of problems resumed on its own
+(``resume_rows=None``) instead of the kept paths of consecutive groups together; both must spend
+the same tokens. With ``--batch-size 64`` (one problem of 64 paths per group, as at the paper's
+scale) the difference shows: each group alone resumes only k paths per batch.
+
+    python bench/pipeline.py --sweep [--ks 8 16] [--lengths 24 36 53] [--repeats 3] [--signal stop]
+    python bench/pipeline.py --sweep --batch-size 64 --compare-resume
+
+With ``--signal stop`` the engine runs on the base model of the store's trained STOP module and
+Check appends the [STOP] tokens to the paused cache (the paper's Check).
 """
 
 from __future__ import annotations
@@ -34,10 +50,11 @@ import numpy as np  # noqa: E402
 
 from stoplib import stages  # noqa: E402
 from stoplib.config import RunConfig, resolve  # noqa: E402
+from stoplib.engines.hf import HFEngine, load_model_and_tokenizer  # noqa: E402
 from stoplib.grading import grade  # noqa: E402
 from stoplib.metrics import paired_bootstrap_ci  # noqa: E402
 from stoplib.pipeline import PipelineResult, run_pipeline  # noqa: E402
-from stoplib.signals import make_signal  # noqa: E402
+from stoplib.signals import Signal, make_signal  # noqa: E402
 
 
 def run_engine(config: RunConfig, n: int, k: int, problems: int, signal_name: str) -> dict:
@@ -77,6 +94,62 @@ def run_engine(config: RunConfig, n: int, k: int, problems: int, signal_name: st
             "t_pipe": t_pipe, "avg_kept": np.array(avg_kept), "avg_full": np.array(avg_full)}
 
 
+def sweep_engine(config: RunConfig, signal_name: str) -> tuple[HFEngine, Signal]:
+    """The HF engine and the signal; for "stop", the store's trained STOP module (seed 0) on the
+    engine's own model, so that Check reads the paused KV cache (``StopSignal.score_launch``)."""
+    if signal_name != "stop":
+        return stages.engine_for(config), make_signal(signal_name)
+    if not stages.is_trained(config, "stop"):
+        raise SystemExit("--signal stop needs the store's trained STOP module of this config (notebook 02; "
+                         "the preset's batch size)")
+    stages.use_threads(config)
+    base, tokenizer = load_model_and_tokenizer(config.model_path, attn_implementation=config.attn_implementation)
+    scorer = stages.load_stop(config, base_model=base, tokenizer=tokenizer)
+    return HFEngine(scorer.base_model, tokenizer, batch_size=config.batch_size), make_signal("stop", scorer=scorer)
+
+
+def sweep(config: RunConfig, n: int, ks: list[int], lengths: list[int], problems: int, signal_name: str,
+          repeats: int, compare_resume: bool) -> None:
+    """Wall ratio, token ratio and their quotient of the pipeline vs no pruning, per (k, L) (and per
+    Resume mode: kept paths of consecutive groups resumed together, or each group on its own)."""
+    engine, signal = sweep_engine(config, signal_name)
+    chosen = stages.eval_problems(config)[:problems]
+    prompts = stages.prompts_for(chosen, engine.tokenizer, config)
+    params = config.sampling
+    engine.generate(prompts[:1], 2, params)  # warm-up
+    modes = {"pooled": "auto", "per group": None} if compare_resume else {"pooled": "auto"}
+    cells = [(k, L, mode) for k in ks for L in lengths for mode in modes]
+    walls: dict[tuple, list[float]] = {cell: [] for cell in cells}
+    tokens: dict[tuple, int] = {}
+    for r in range(repeats):
+        start = time.perf_counter()
+        full = engine.generate(prompts, n, params)
+        t_full = time.perf_counter() - start
+        tokens_full = sum(p.generated_tokens for g in full for p in g)
+        times = {}
+        for cell in (cells if r % 2 == 0 else cells[::-1]):
+            k, L, mode = cell
+            start = time.perf_counter()
+            result = run_pipeline(engine, chosen, prompts, signal, n=n, k=k, prefix_len=L, params=params,
+                                  resume_rows=modes[mode])
+            times[cell] = time.perf_counter() - start
+            tokens[cell] = result.tokens
+        start = time.perf_counter()
+        engine.generate(prompts, n, params)
+        t_full = (t_full + time.perf_counter() - start) / 2
+        for cell in cells:
+            walls[cell].append(times[cell] / t_full)
+        print(f"repeat {r + 1}/{repeats}: no pruning {t_full:.2f}s, " + ", ".join(
+            f"{n}->{k} L={L} {mode} {times[(k, L, mode)]:.2f}s" for k, L, mode in cells), flush=True)
+    print(f"batch {config.batch_size}, {problems} problems, signal {signal_name}, medians of {repeats}")
+    print(f"{'N->k':>7} {'L':>4} {'resume':>10} {'wall ratio':>11} {'token ratio':>12} {'wall/token':>11}")
+    for k, L, mode in cells:
+        wall, ratio = float(np.median(walls[(k, L, mode)])), tokens[(k, L, mode)] / tokens_full
+        print(f"{f'{n}->{k}':>7} {L:>4} {mode:>10} {wall:>11.3f} {ratio:>12.3f} {wall / ratio:>11.3f}", flush=True)
+    for k, L, _ in cells:  # the Resume mode changes no token
+        assert len({tokens[(k, L, mode)] for mode in modes}) == 1, (k, L)
+
+
 def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of a - b over problems with a 95% paired bootstrap interval."""
     ci = paired_bootstrap_ci(a, b, n_boot=5000)
@@ -91,7 +164,21 @@ def main() -> None:
     parser.add_argument("--signal", default="mean_logprob")
     parser.add_argument("--n", type=int, default=None, help="paths per problem (default: the preset's)")
     parser.add_argument("--k", type=int, default=None, help="paths kept (default: the preset's)")
+    parser.add_argument("--sweep", action="store_true", help="HF engine: the wall/token table over --ks x --lengths")
+    parser.add_argument("--ks", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[24, 36, 53])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compare-resume", action="store_true",
+                        help="--sweep: also each group resumed on its own (run_pipeline(resume_rows=None))")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="--sweep: the HF engine's batch (default: the preset's)")
     args = parser.parse_args()
+    if args.sweep:
+        config = resolve("small", model=args.model, engine="hf",
+                         **({"batch_size": args.batch_size} if args.batch_size else {}))
+        sweep(config, args.n or config.n_paths, args.ks, args.lengths, args.problems, args.signal, args.repeats,
+              args.compare_resume)
+        return
     engines = ("hf", "vllm") if args.engine == "both" else (args.engine,)
     runs = {}
     for name in engines:

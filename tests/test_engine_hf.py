@@ -217,3 +217,25 @@ def test_a_missing_model_directory_is_named(tmp_path):
         HFEngine("./no/such/model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         HFEngine(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("growing", [True, False], ids=["growing", "dynamic"])
+def test_resume_many_packs_launches_and_matches(tiny_model_dir, prompts, growing):
+    """Kept paths of launches of different cache widths resume packed together, token-identical."""
+    small = HFEngine(tiny_model_dir, batch_size=5, growing_cache=growing)
+    full = small.generate(prompts, 6, SAMPLED)
+    launches = [small.launch([prompt], 6, 7, SAMPLED) for prompt in prompts]  # one width each
+    keeps = [[[4, 1]], [[0, 5]], [[2]]]
+    small.prune(launches[0], keeps[0])
+    merged = []
+    original = HFEngine._merge
+    small._merge = lambda chunks, max_new: (merged.append(len(chunks)), original(small, chunks, max_new))[1]
+    resumed = small.resume_many(launches, keeps)
+    assert max(merged) >= 2  # rows of different launches decoded in one batch
+    for p, (group, keep) in enumerate(zip(resumed, keeps)):
+        assert [path.token_ids for path in group[0]] == [full[p][i].token_ids for i in keep[0]]
+        for path, i in zip(group[0], keep[0]):
+            np.testing.assert_allclose(path.logprobs, full[p][i].logprobs, atol=1e-5)
+    assert all(launch.state is None for launch in launches)
+    with pytest.raises(ValueError, match="already resumed"):
+        small.resume_many(launches[:1], keeps[:1])

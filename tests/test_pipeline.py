@@ -95,6 +95,23 @@ def test_groups_of_problems_give_the_same_result(setup):
     assert [list(g) for g in problem_groups(3, 6, None)] == [[0, 1, 2]]
 
 
+def test_pooled_resume_gives_the_same_result(setup):
+    """Kept paths of several groups resumed together (resume_rows): same records and tokens as each
+    group on its own, and as the uninterrupted paths."""
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    runs = [run_pipeline(engine, problems, prompts, signal, n=6, k=2, prefix_len=5, params=PARAMS,
+                         max_paths_in_flight=6, resume_rows=rows) for rows in (None, 3, "auto")]
+    for other in runs[1:]:
+        assert [[repr(r) for r in p.records] for p in other.problems] == \
+            [[repr(r) for r in p.records] for p in runs[0].problems]
+    full = engine.generate(prompts, 6, PARAMS)
+    for problem_result, paths in zip(runs[-1].problems, full):
+        for r in problem_result.records:
+            assert r.generated_tokens == (paths[r.sample_index].generated_tokens if r.kept else
+                                          min(5, paths[r.sample_index].generated_tokens))
+
+
 def test_resume_frees_discarded_paths_before_continuing(setup, monkeypatch):
     """Every chunk drops its discarded rows before any kept row decodes (the paper frees at Check)."""
     engine, problems, prompts = setup

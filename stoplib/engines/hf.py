@@ -23,6 +23,9 @@ Speed and memory on real models (e.g. SmolLM2-135M: vocab 49k, 9 query / 3 KV he
   to generate + ``CACHE_SLACK`` positions for Check's [STOP] tokens; ``generate`` frees each
   chunk as soon as it is done, and Resume drops every discarded path's state before it continues
   the kept ones;
+- Resume packs the kept paths of several chunks (``resume_many``: of several launches) into
+  batches of up to ``batch_size`` rows, each chunk's cache right-aligned to the widest (as
+  left-padded prompts are), so pruning to k of N paths does not leave k-row batches to decode;
 - on CPU (glibc), tensors of ``MMAP_THRESHOLD`` bytes or more get their own mmap
   (``limit_heap_fragmentation``). By default glibc raises that threshold to 32 MB after the first
   large free, so every (rows x vocabulary) logits-sized temporary of a decode step went to the
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 
 from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
-from .kv import GrowingCache
+from .kv import GrowingCache, concat_right_aligned
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
 
 # Drop finished rows from a chunk once at least this fraction of its rows has finished. A decode
@@ -302,33 +305,56 @@ class HFEngine:
 
     def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
         """Continue the kept paths to completion from their cached state; free the others."""
+        return self.resume_many([launch], [keep])[0]
+
+    def prune(self, launch: Launch, keep: Sequence[Sequence[int]]) -> None:
+        """Free the state of every path not in ``keep`` (and of finished ones) now; a later
+        ``resume``/``resume_many`` with the same ``keep`` continues the kept paths."""
         if launch.state is None:
             raise ValueError("this launch was already resumed or released")
         keep = check_keep(launch, keep)
         wanted = {(p, i) for p, group in enumerate(keep) for i in group}
-        chunks, launch.state = list(launch.state), None
-        # First drop every discarded (or already finished) path from every chunk, freeing their KV
-        # right after Check, before any kept path grows its cache.
-        live = []
+        chunks, launch.state = launch.state, []
         for c in range(len(chunks)):
-            chunk = chunks[c]
-            chunks[c] = None
+            chunk, chunks[c] = chunks[c], None
             rows = [r for r, path in enumerate(chunk.paths)
                     if (path.prompt_index, path.sample_index) in wanted and not path.finished]
             if rows:
                 self._select(chunk, rows)
-                live.append(chunk)
+                launch.state.append(chunk)
             chunk = None
-        max_new = launch.params.max_new_tokens
-        for c in range(len(live)):
-            chunk, live[c] = live[c], None
-            if hasattr(chunk.cache, "reserve"):
-                done = min(path.generated_tokens for path in chunk.paths)
-                chunk.cache.reserve(chunk.mask.shape[1] + max_new - done + CACHE_SLACK)
-            self._decode(chunk, max_new, launch.params)
-            chunk = None  # this chunk's paths are complete: free its cache before the next one grows
-        by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
-        return [[by_key[(p, i)] for i in group] for p, group in enumerate(keep)]
+
+    def resume_many(
+        self, launches: Sequence[Launch], keeps: Sequence[Sequence[Sequence[int]]]
+    ) -> list[list[list[Path]]]:
+        """``resume`` of several launches (of equal sampling parameters) at once: first every
+        discarded path's state is freed, then the kept paths of all launches continue together,
+        packed into batches of up to ``batch_size`` rows (a pruned launch resumes a few paths per
+        problem: packing keeps the batches full)."""
+        if len(launches) != len(keeps):
+            raise ValueError(f"{len(keeps)} keep selections for {len(launches)} launches")
+        if not launches:
+            return []
+        params = launches[0].params
+        if any(launch.params != params for launch in launches):
+            raise ValueError("resume_many needs launches with the same sampling parameters")
+        keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
+        live = []
+        for launch, keep in zip(launches, keeps):
+            self.prune(launch, keep)  # drops every discarded path first, before any kept path grows
+            live.extend(launch.state)
+            launch.state = None
+        packs, live = self._packs(live), []
+        for i in range(len(packs)):
+            chunk = self._merge(packs[i], params.max_new_tokens)
+            packs[i] = None
+            self._decode(chunk, params.max_new_tokens, params)
+            chunk = None  # this batch's paths are complete: free its cache before the next one grows
+        out = []
+        for launch, keep in zip(launches, keeps):
+            by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
+            out.append([[by_key[(p, i)] for i in group] for p, group in enumerate(keep)])
+        return out
 
     def resume_all(self, launch: Launch) -> list[list[Path]]:
         return self.resume(launch, keep_all(launch))
@@ -413,11 +439,50 @@ class HFEngine:
         chunk.keys = chunk.keys[rows]
         chunk.paths = [chunk.paths[r] for r in rows]
 
+    def _packs(self, chunks: list[_Chunk]) -> list[list[_Chunk]]:
+        """Consecutive chunks grouped into batches of at most ``batch_size`` rows (a chunk with
+        more rows stays alone)."""
+        packs: list[list[_Chunk]] = []
+        rows = 0
+        for chunk in chunks:
+            if packs and rows + len(chunk.paths) <= self.batch_size:
+                packs[-1].append(chunk)
+                rows += len(chunk.paths)
+            else:
+                packs.append([chunk])
+                rows = len(chunk.paths)
+        return packs
+
+    def _merge(self, chunks: list[_Chunk], max_new: int) -> _Chunk:
+        """One chunk with the rows of ``chunks``, its cache sized for decoding up to ``max_new`` tokens.
+
+        Rows keep their positions: each chunk's cache and mask are right-aligned to the widest,
+        with masked zeros on the left (as left-padded prompts are).
+        """
+        width = max(chunk.mask.shape[1] for chunk in chunks)
+        done = min(path.generated_tokens for chunk in chunks for path in chunk.paths)
+        reserve = width + max_new - done + CACHE_SLACK
+        if len(chunks) == 1:
+            chunk = chunks[0]
+            if hasattr(chunk.cache, "reserve"):
+                chunk.cache.reserve(reserve)
+            return chunk
+        widths = [chunk.mask.shape[1] for chunk in chunks]
+        cache = concat_right_aligned([chunk.cache for chunk in chunks], widths, width, reserve)
+        mask = chunks[0].mask.new_zeros((sum(len(chunk.paths) for chunk in chunks), width))
+        start = 0
+        for chunk, n in zip(chunks, widths):
+            mask[start : start + len(chunk.paths), width - n :] = chunk.mask
+            start += len(chunk.paths)
+        return _Chunk(paths=[path for chunk in chunks for path in chunk.paths],
+                      keys=np.concatenate([chunk.keys for chunk in chunks]), cache=cache, mask=mask,
+                      next_logits=torch.cat([chunk.next_logits for chunk in chunks]))
+
     @torch.no_grad()
     def _decode(self, chunk: _Chunk, target: int, params: SamplingParams) -> None:
         """Extend every unfinished row until it stops or has ``target`` generated tokens.
 
-        All unfinished rows of a chunk have the same length, so they advance in lock-step.
+        Unfinished rows advance in lock-step, one token each per step.
         Rows that need no token are fed padding with a zero attention mask, until enough of them
         have finished that compaction drops them from the chunk (``COMPACT_FRACTION``).
         """

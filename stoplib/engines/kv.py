@@ -15,6 +15,8 @@ one layer's worth, not a second copy of the whole cache.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
@@ -136,3 +138,38 @@ class GrowingCache(DynamicCache):
                 if buf is not None:
                     total += buf.numel() * buf.element_size()
         return total
+
+
+def concat_right_aligned(caches: Sequence[Cache], widths: Sequence[int], width: int,
+                         max_length: int | None = None) -> Cache:
+    """The rows of ``caches`` (in order) in one cache of ``width`` positions.
+
+    Cache ``i`` holds ``widths[i]`` positions; its rows are right-aligned, the positions on their
+    left are zeros (the owner's attention mask is 0 there). The result is a ``GrowingCache``
+    capped at ``max_length`` when the inputs are ``GrowingCache``s, else a ``DynamicCache``.
+    """
+    growing = all(isinstance(c, GrowingCache) for c in caches)
+    out: Cache = GrowingCache(max_length=max_length) if growing else DynamicCache()
+    for i in range(len(caches[0].layers)):
+        first = caches[0].layers[i]
+        layer = GrowingLayer() if growing else DynamicLayer()
+        if growing:
+            layer.max_length = max_length
+        layer.lazy_initialization(first.keys, first.values)
+        rows = sum(c.layers[i].keys.shape[0] for c in caches)
+        capacity = layer._capacity_for(width) if growing else width
+        k = first.keys.new_zeros((rows, first.keys.shape[1], capacity, first.keys.shape[-1]))
+        v = first.values.new_zeros((rows, first.values.shape[1], capacity, first.values.shape[-1]))
+        start = 0
+        for cache, n in zip(caches, widths):
+            part = cache.layers[i]
+            end = start + part.keys.shape[0]
+            k[start:end, :, width - n : width] = part.keys[..., :n, :]
+            v[start:end, :, width - n : width] = part.values[..., :n, :]
+            start = end
+        if growing:
+            layer._k, layer._v, layer._len = k, v, width
+        else:
+            layer.keys, layer.values = k, v
+        out.layers.append(layer)
+    return out
