@@ -33,6 +33,14 @@ scale) the difference shows: each group alone resumes only k paths per batch.
     python bench/pipeline.py --sweep [--ks 8 16] [--lengths 24 36 53] [--repeats 3] [--signal stop]
     python bench/pipeline.py --sweep --batch-size 64 --compare-resume
 
+``--schedule 36:32,54:16,72:8`` (HF engine) times progressive pruning the same way: no pruning,
+the schedule (Launch to the first L, then each stage's survivors advanced to the next L and checked
+again) and single-stage pruning to the schedule's last k at its first L, with their wall and token
+ratios; the schedule's tokens must equal what ``metrics.replay_progressive`` predicts on the
+uninterrupted paths with the same scores.
+
+    python bench/pipeline.py --schedule 36:32,54:16,72:8 [--problems 16] [--repeats 3] [--signal stop]
+
 With ``--signal stop`` the engine runs on the base model of the store's trained STOP module and
 Check appends the [STOP] tokens to the paused cache (the paper's Check).
 """
@@ -150,6 +158,52 @@ def sweep(config: RunConfig, n: int, ks: list[int], lengths: list[int], problems
         assert len({tokens[(k, L, mode)] for mode in modes}) == 1, (k, L)
 
 
+def parse_schedule(text: str) -> list[tuple[int, int]]:
+    """``"36:32,54:16,72:8"`` -> ``[(36, 32), (54, 16), (72, 8)]`` (prefix length : paths kept)."""
+    try:
+        return [(int(length), int(k)) for length, k in (stage.split(":") for stage in text.split(","))]
+    except ValueError:
+        raise SystemExit(f"--schedule {text!r}: expected L:k stages separated by commas, e.g. 36:32,54:16,72:8")
+
+
+def schedule_bench(config: RunConfig, n: int, schedule: list[tuple[int, int]], problems: int, signal_name: str,
+                   repeats: int) -> None:
+    """Wall and token ratios of a progressive schedule and of single-stage pruning (the schedule's last k
+    at its first L) against no pruning; the schedule's tokens checked against the replay."""
+    from stoplib.bank import Bank, BankProblem
+    from stoplib.metrics import replay_progressive, schedule_text, score_bank
+
+    engine, signal = sweep_engine(config, signal_name)
+    chosen = stages.eval_problems(config)[:problems]
+    prompts = stages.prompts_for(chosen, engine.tokenizer, config)
+    params = config.sampling
+    runs = {"schedule": {"schedule": schedule}, "single": {"k": schedule[-1][1], "prefix_len": schedule[0][0]}}
+    engine.generate(prompts[:1], 2, params)  # warm-up
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(repeats):
+        start = time.perf_counter()
+        full = engine.generate(prompts, n, params)
+        t_full = time.perf_counter() - start
+        results = {}
+        for name, kwargs in runs.items():
+            start = time.perf_counter()
+            results[name] = run_pipeline(engine, chosen, prompts, signal, n=n, params=params, **kwargs)
+            walls[name].append((time.perf_counter() - start) / t_full)
+    tokens_full = sum(p.generated_tokens for g in full for p in g)
+    bank = Bank([BankProblem(problem, group, [None] * n, np.zeros(n, dtype=bool))
+                 for problem, group in zip(chosen, full)])
+    scores = {L: score_bank(bank, signal, L) for L, _ in schedule}
+    predicted = replay_progressive(bank, scores, schedule, n=n).total_tokens
+    print(f"batch {config.batch_size}, {problems} problems, signal {signal_name}, medians of {repeats}")
+    for name, result in results.items():
+        wall, ratio = float(np.median(walls[name])), result.tokens / tokens_full
+        label = schedule_text(schedule if name == "schedule" else [(schedule[0][0], schedule[-1][1])], n)
+        print(f"{label:>24}: wall ratio {wall:.3f}, token ratio {ratio:.3f}, wall/token {wall / ratio:.3f}, "
+              f"Cons@N {result.cons:.3f}")
+    print(f"schedule tokens online {results['schedule'].tokens}, replayed {predicted}")
+    assert results["schedule"].tokens == predicted
+
+
 def difference_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """Mean of a - b over problems with a 95% paired bootstrap interval."""
     ci = paired_bootstrap_ci(a, b, n_boot=5000)
@@ -172,7 +226,15 @@ def main() -> None:
                         help="--sweep: also each group resumed on its own (run_pipeline(resume_rows=None))")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="--sweep: the HF engine's batch (default: the preset's)")
+    parser.add_argument("--schedule", default=None,
+                        help="HF engine: time a progressive schedule, e.g. 36:32,54:16,72:8 (L:k per stage)")
     args = parser.parse_args()
+    if args.schedule:
+        config = resolve("small", model=args.model, engine="hf",
+                         **({"batch_size": args.batch_size} if args.batch_size else {}))
+        schedule_bench(config, args.n or config.n_paths, parse_schedule(args.schedule), args.problems, args.signal,
+                       args.repeats)
+        return
     if args.sweep:
         config = resolve("small", model=args.model, engine="hf",
                          **({"batch_size": args.batch_size} if args.batch_size else {}))

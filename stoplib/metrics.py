@@ -1,9 +1,10 @@
 """Evaluation metrics. Scores follow the project convention: higher score = predicts label 1
 (a correct path, "keep").
 
-AUROC (pooled and within-problem); replay of any (N, k, L) pruning policy on a rollout bank with
-the online pipeline's exact semantics (avg@k|N, Cons@N, tokens); the no-pruning baselines (avg@N,
-majority vote, pass@k); bootstrap intervals over problems, plain and paired.
+AUROC (pooled and within-problem); replay of any (N, k, L) pruning policy, and of progressive
+schedules of several checks, on a rollout bank with the online pipeline's exact semantics
+(avg@k|N, Cons@N, tokens); the no-pruning baselines (avg@N, majority vote, pass@k); bootstrap
+intervals over problems, plain and paired.
 """
 
 from __future__ import annotations
@@ -288,6 +289,122 @@ def replay(bank: Any, scores: Sequence[Sequence[float]] | np.ndarray, *, n: int,
         votes.append(votes_p)
     return ReplayResult(n, k, prefix_len, list(arrays.problem_ids), kept, early, kept_accuracy, votes,
                         vote_correct, tokens.astype(np.int64), lengths.sum(axis=1).astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Progressive pruning: a schedule of stages [(L_1, k_1), (L_2, k_2), ...], L increasing and k not
+# increasing. Launch pauses the N paths at L_1; at stage i the paths still running are checked at
+# L_i and the best k_i go on to L_{i+1}; the last stage's survivors run to completion. At every
+# stage the rules of ``replay`` apply to the paths that reached it: a path that ended by L_i is
+# kept, votes and takes no slot; ties go to the lower sample index. A kept path votes with the
+# score of its last check (NaN if it ended before the first). Tokens = sum of min(len, L_1) over
+# the N paths + each stage's survivors' tokens from L_i to L_{i+1} (capped by their length) + the
+# last survivors' remainders. One stage is ``replay`` exactly.
+
+Schedule = Sequence[tuple[int, int]]
+
+
+def check_schedule(schedule: Schedule, n: int) -> list[tuple[int, int]]:
+    """Validate a progressive schedule for N = ``n`` paths; returns it as a list of int pairs.
+
+    Needs at least one stage, prefix lengths L >= 1 strictly increasing, keep counts with
+    1 <= k <= n and never increasing from one stage to the next."""
+    try:
+        stages = [(int(length), int(k)) for length, k in schedule]
+    except (TypeError, ValueError):
+        raise ValueError(f"a schedule is a sequence of (prefix_len, k) pairs, got {schedule!r}") from None
+    if not stages:
+        raise ValueError("the schedule is empty: give at least one (prefix_len, k) stage")
+    for i, (length, k) in enumerate(stages):
+        if length < 1:
+            raise ValueError(f"stage {i}: prefix_len must be >= 1, got {length}")
+        if not 1 <= k <= n:
+            raise ValueError(f"stage {i}: need 1 <= k <= n={n}, got k={k}")
+        if i and length <= stages[i - 1][0]:
+            raise ValueError(f"stage {i}: prefix lengths must increase, got {length} after {stages[i - 1][0]}")
+        if i and k > stages[i - 1][1]:
+            raise ValueError(f"stage {i}: k must not increase, got k={k} after {stages[i - 1][1]}")
+    return stages
+
+
+def schedule_text(schedule: Schedule, n: int) -> str:
+    """A schedule written as N -> k_1 @ L_1 -> k_2 @ L_2 ..., e.g. ``64→32@36→8@72``."""
+    return "→".join([str(n)] + [f"{k}@{length}" for length, k in schedule])
+
+
+@dataclass
+class ProgressiveResult(ReplayResult):
+    """A progressive schedule replayed on a bank: ``k`` is the last stage's k, ``prefix_len`` the
+    first stage's L (the Launch pause); ``finished_early`` marks paths that ended before the check
+    of the last stage they reached (``stage``)."""
+
+    schedule: tuple[tuple[int, int], ...] = ()
+    stage: np.ndarray | None = None  # (P, n) index of the last stage each path reached
+
+    def summary(self) -> dict[str, float]:
+        return super().summary() | {"schedule": schedule_text(self.schedule, self.n), "stages": len(self.schedule)}
+
+
+ScoresAt = Callable[[int, np.ndarray], Sequence[Sequence[float]]]
+
+
+def replay_progressive(bank: Any, scores_by_length: Mapping[int, Sequence[Sequence[float]]] | ScoresAt,
+                       schedule: Schedule, *, n: int) -> ProgressiveResult:
+    """Replay Launch (N = ``n``, L_1) -> Check -> keep k_1 -> ... -> keep k_last -> Resume -> vote.
+
+    ``scores_by_length[L]``: per problem, scores of the bank's paths' prefixes at L (as for
+    ``replay``), for every L of the schedule; or a callable ``(L, checked) -> scores`` given the
+    (P, n) mask of the paths checked at L (set-dependent signals such as SlimSC score only those
+    together online). Rules and token accounting: see the comment above; one stage gives exactly
+    ``replay(bank, scores_by_length[L], n=n, k=k, prefix_len=L)``.
+    """
+    arrays = bank_arrays(bank)
+    if not 1 <= n <= arrays.n_paths:
+        raise ValueError(f"need 1 <= n <= {arrays.n_paths} (paths in the bank), got n={n}")
+    stages = check_schedule(schedule, n)
+    if not callable(scores_by_length):
+        missing = [length for length, _ in stages if length not in scores_by_length]
+        if missing:
+            raise ValueError(f"no scores for prefix lengths {missing} (have {sorted(scores_by_length)})")
+    n_problems = len(arrays.problem_ids)
+    lengths, correct = arrays.lengths[:, :n], arrays.correct[:, :n]
+    finished = arrays.finished[:, :n]
+    running = np.ones_like(correct)  # paths that reach the current stage unfinished so far
+    early = np.zeros_like(correct)
+    stage = np.zeros(correct.shape, dtype=np.int64)
+    last_score = np.full(correct.shape, np.nan)
+    tokens = np.zeros(n_problems, dtype=np.int64)
+    previous = 0
+    for i, (length, k) in enumerate(stages):
+        tokens += (np.clip(np.minimum(lengths, length) - previous, 0, None) * running).sum(axis=1)
+        ended = running & finished & (lengths <= length)
+        checked = running & ~ended
+        raw = scores_by_length(length, checked.copy()) if callable(scores_by_length) else scores_by_length[length]
+        s = _score_matrix(raw, n_problems, n)
+        last_score = np.where(checked, s, last_score)
+        stage[running] = i
+        early |= ended
+        running = _top_k_mask(s, checked, k)
+        previous = length
+    tokens += (np.clip(lengths - previous, 0, None) * running).sum(axis=1)
+    kept = early | running
+    kept_accuracy = (correct & kept).sum(axis=1) / kept.sum(axis=1)
+    votes, vote_correct = _votes(arrays, correct, kept, last_score)
+    first_len, last_k = stages[0][0], stages[-1][1]
+    return ProgressiveResult(n, last_k, first_len, list(arrays.problem_ids), kept, early, kept_accuracy, votes,
+                             vote_correct, tokens, lengths.sum(axis=1).astype(np.int64),
+                             schedule=tuple(stages), stage=stage)
+
+
+def _votes(arrays: BankArrays, correct: np.ndarray, kept: np.ndarray,
+           vote_scores: np.ndarray) -> tuple[list[str | None], np.ndarray]:
+    """Per problem, the vote over the kept paths (with their scores) and whether it is correct."""
+    votes, vote_correct = [], np.zeros(len(arrays.problem_ids), dtype=bool)
+    for p in range(len(arrays.problem_ids)):
+        rows = np.flatnonzero(kept[p])
+        votes_p, vote_correct[p] = _vote(arrays.answers[p], correct[p], rows, vote_scores[p, rows], _kind(arrays, p))
+        votes.append(votes_p)
+    return votes, vote_correct
 
 
 @dataclass

@@ -10,25 +10,35 @@ take one of the k resume slots (the authors' code does the same; the paper is si
 Ties in the top-k go to the lower sample index. Token accounting excludes prompt tokens:
 all N prefixes are paid for, continuations only for resumed paths.
 
+Progressive pruning (``schedule=[(L_1, k_1), (L_2, k_2), ...]``, L increasing, k not increasing):
+Launch pauses at L_1 and keeps k_1; the survivors continue to L_2 and pause again (the HF engine's
+``advance_many``: STOP's Check reads the grown cache, text and statistics signals read the longer
+prefix), the best k_2 go on, and so on; the last survivors run to completion. At each stage a path
+that ended since the last check is kept, votes (with the score of its last check) and takes no
+slot. ``n, k, prefix_len`` is the schedule ``[(prefix_len, k)]``. ``metrics.replay_progressive``
+gives the same kept paths, votes and tokens from a bank.
+
 Memory: problems go through Launch -> Check in groups of at most ``max_paths_in_flight`` paths
 (whole problems), so the engine holds the paused state (the KV cache, for the HF engine) of all
 N paths of one group at a time. Right after Check, an engine that can (``prune``, the HF engine)
 frees every discarded path's state; the kept paths of consecutive groups then wait until they
 fill ``resume_rows`` rows (default: one engine batch) and resume together (``resume_many``), so
-Resume runs full batches, not k paths per problem. Peak: one group's paused paths plus up to
-one batch of kept ones. Groups change no result: each path's randomness is keyed by its seed,
-prompt and sample index, and signals score each problem on its own.
+Resume runs full batches, not k paths per problem; with a schedule, the survivors of each stage
+are pooled the same way before they advance to the next. Peak: one group's paused paths plus up
+to one batch of kept ones (per stage). Groups change no result: each path's randomness is keyed
+by its seed, prompt and sample index, and signals score each problem on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .engines.base import Engine, Launch, Path, SamplingParams
 from .grading import answers_equal, grade, majority_vote
+from .metrics import Schedule, check_schedule
 from .problems import Problem
 from .signals.base import Signal, top_k
 
@@ -40,12 +50,13 @@ class PathRecord:
     problem_id: str
     sample_index: int
     prefix_tokens: int
-    score: float  # NaN for paths that finished before L (not checked)
-    finished_early: bool
+    score: float  # at the path's last check; NaN for paths that finished before L (not checked)
+    finished_early: bool  # ended before the check of the last stage it reached
     kept: bool
     generated_tokens: int  # what this path cost (prefix, plus continuation if resumed)
     answer: str | None = None  # graded only for complete paths
     correct: bool | None = None
+    stage: int = 0  # index of the last stage of the schedule the path reached (0: Launch)
 
 
 @dataclass
@@ -121,13 +132,18 @@ def run_pipeline(
     signal: Signal,
     *,
     n: int,
-    k: int,
-    prefix_len: int,
+    k: int | None = None,
+    prefix_len: int | None = None,
+    schedule: Schedule | None = None,
     params: SamplingParams,
     max_paths_in_flight: int | None | str = "auto",
     resume_rows: int | None | str = "auto",
 ) -> PipelineResult:
     """Launch N paths per problem, check with ``signal``, resume the top k, vote.
+
+    Give either ``k`` and ``prefix_len`` (one check), or ``schedule``: stages ``(L_i, k_i)`` with
+    L increasing and k not increasing (progressive pruning, see the module docstring; more than
+    one stage needs an engine with ``advance_many``, i.e. the HF engine).
 
     ``max_paths_in_flight`` bounds the paths launched together (problems are processed in groups
     of ``max(1, max_paths_in_flight // n)``): peak memory then depends on the group, not on the
@@ -137,16 +153,15 @@ def run_pipeline(
     own memory). None: every problem at once. The result does not depend on it.
 
     ``resume_rows``: on an engine with ``prune`` and ``resume_many``, the kept paths of consecutive
-    groups are resumed together once they reach this many (the last ones whatever their number).
-    "auto" (default): the engine's ``batch_size``. None: each group resumes on its own. The result
-    does not depend on it.
+    groups are resumed (with a schedule: advanced to the next stage) together once they reach this
+    many (the last ones whatever their number). "auto" (default): the engine's ``batch_size``.
+    None: each group resumes on its own. The result does not depend on it.
     """
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
-    if not 1 <= k <= n:
-        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
-    if not 1 <= prefix_len < params.max_new_tokens:
-        raise ValueError(f"prefix_len={prefix_len} must be in [1, max_new_tokens={params.max_new_tokens})")
+    stages = _stages(engine, n, k, prefix_len, schedule)
+    if not 1 <= stages[-1][0] < params.max_new_tokens:
+        raise ValueError(f"prefix_len={stages[-1][0]} must be in [1, max_new_tokens={params.max_new_tokens})")
     if not problems:
         raise ValueError("run_pipeline got no problems")
     if max_paths_in_flight == "auto":
@@ -156,34 +171,99 @@ def run_pipeline(
         resume_rows = getattr(engine, "batch_size", None)
     if not pooled or resume_rows is None:
         resume_rows = 0  # every group resumes on its own
-    result = PipelineResult()
-    pending: list[_Checked] = []
+    run = _Run(engine, signal, stages, pooled, resume_rows)
     for group in problem_groups(len(problems), n, max_paths_in_flight):
-        checked = _launch_and_check(engine, [problems[i] for i in group], [prompts[i] for i in group], signal,
-                                    n=n, k=k, prefix_len=prefix_len, params=params)
-        if pooled:
-            engine.prune(checked.launch, checked.keep)  # free the discarded paths' state right after Check
-        pending.append(checked)
-        if sum(c.open_kept for c in pending) >= resume_rows:
-            result.problems.extend(_resume(engine, pending, pooled))
-            pending = []
-    if pending:
-        result.problems.extend(_resume(engine, pending, pooled))
-    return result
+        run.add(0, _launch_and_check(engine, [problems[i] for i in group], [prompts[i] for i in group], signal,
+                                     n=n, k=stages[0][1], prefix_len=stages[0][0], params=params))
+    for stage in range(len(stages)):
+        run.flush(stage)
+    return run.result
+
+
+def _stages(engine: Engine, n: int, k: int | None, prefix_len: int | None,
+            schedule: Schedule | None) -> list[tuple[int, int]]:
+    """The schedule a ``run_pipeline`` call asks for, validated."""
+    if schedule is None:
+        if k is None or prefix_len is None:
+            raise ValueError("give k and prefix_len, or a schedule of (prefix_len, k) stages")
+        if not 1 <= k <= n:
+            raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+        return [(prefix_len, k)]
+    if k is not None or prefix_len is not None:
+        raise ValueError(f"give either k and prefix_len or a schedule, not both (k={k}, prefix_len={prefix_len})")
+    stages = check_schedule(schedule, n)
+    if len(stages) > 1 and not hasattr(engine, "advance_many"):
+        raise ValueError(f"the {getattr(engine, 'name', type(engine).__name__)} engine cannot pause a resumed path "
+                         f"again (no advance_many): a schedule of {len(stages)} stages needs the hf engine")
+    return stages
+
+
+@dataclass
+class _Track:
+    """One problem's N paths through the stages (arrays in the launch's sample order)."""
+
+    problem: Problem
+    paths: list[Path]  # as launched; the HF engine extends these same objects when it continues them
+    prefix_tokens: list[int]  # generated tokens at the Launch pause
+    scores: np.ndarray  # score at each path's last check (NaN: never checked)
+    early: np.ndarray  # bool: ended before the check of the last stage it reached
+    stage: np.ndarray  # int: the last stage each path reached
+
+    def checked(self, stage: int, group: Sequence[Path], scores: np.ndarray) -> None:
+        """Record a check of the paths ``group`` (those that reached ``stage``)."""
+        position = {path.sample_index: j for j, path in enumerate(self.paths)}
+        for path, score in zip(group, scores):
+            j = position[path.sample_index]
+            self.stage[j] = stage
+            if path.finished:
+                self.early[j] = True
+            else:
+                self.scores[j] = score
 
 
 @dataclass
 class _Checked:
-    """A group of problems after Launch and Check, waiting for Resume."""
+    """Groups of problems after a check, waiting for the next stage or for Resume."""
 
-    problems: Sequence[Problem]
+    tracks: list[_Track]
     launch: Launch
-    scores: list[np.ndarray]
     keep: list[list[int]]
 
     @property
     def open_kept(self) -> int:
         return sum(len(k) for k in self.keep)
+
+
+@dataclass
+class _Run:
+    """Checked groups pooled per stage: once a stage holds ``resume_rows`` kept paths, they go on
+    together (to the next stage's check, or to Resume after the last stage)."""
+
+    engine: Engine
+    signal: Signal
+    stages: list[tuple[int, int]]
+    pooled: bool
+    resume_rows: int
+    result: PipelineResult = field(default_factory=PipelineResult)
+    pending: dict[int, list[_Checked]] = field(default_factory=dict)
+
+    def add(self, stage: int, checked: _Checked) -> None:
+        if self.pooled:
+            self.engine.prune(checked.launch, checked.keep)  # free the discarded paths' state right after Check
+        waiting = self.pending.setdefault(stage, [])
+        waiting.append(checked)
+        if sum(c.open_kept for c in waiting) >= self.resume_rows:
+            self.flush(stage)
+
+    def flush(self, stage: int) -> None:
+        waiting, self.pending[stage] = self.pending.get(stage, []), []
+        if not waiting:
+            return
+        if stage == len(self.stages) - 1:
+            self.result.problems.extend(_resume(self.engine, waiting, self.pooled))
+        else:
+            advanced = _advance_and_check(self.engine, waiting, self.signal, stage + 1, self.stages[stage + 1])
+            self.add(stage + 1, advanced)
 
 
 def _launch_and_check(
@@ -200,37 +280,58 @@ def _launch_and_check(
     """Launch and Check one group of problems; the top k open paths of each are to be kept."""
     launch = engine.launch(prompts, n, prefix_len, params)
     scores = check(engine, launch, signal, problems)
+    tracks, keep = [], []
+    for problem, group, s in zip(problems, launch.paths, scores):
+        track = _Track(problem, list(group), [p.generated_tokens for p in group], np.full(len(group), np.nan),
+                       np.zeros(len(group), dtype=bool), np.zeros(len(group), dtype=np.int64))
+        track.checked(0, group, s)
+        tracks.append(track)
+        keep.append(_top_k_open(group, s, k))
+    return _Checked(tracks, launch, keep)
+
+
+def _advance_and_check(engine: Any, pending: Sequence[_Checked], signal: Signal, stage: int,
+                       step: tuple[int, int]) -> _Checked:
+    """Continue the kept paths of checked groups to the next stage's prefix length, check them there
+    and select that stage's top k."""
+    prefix_len, k = step
+    launch = engine.advance_many([c.launch for c in pending], [c.keep for c in pending], prefix_len)
+    tracks = [track for c in pending for track in c.tracks]
+    scores = check(engine, launch, signal, [track.problem for track in tracks])
     keep = []
-    for group, s in zip(launch.paths, scores):
-        open_rows = [i for i, p in enumerate(group) if not p.finished]
-        keep.append(top_k(s[open_rows], [group[i].sample_index for i in open_rows], k))
-    return _Checked(problems, launch, scores, keep)
+    for track, group, s in zip(tracks, launch.paths, scores):
+        track.checked(stage, group, s)
+        keep.append(_top_k_open(group, s, k))
+    return _Checked(tracks, launch, keep)
+
+
+def _top_k_open(group: Sequence[Path], scores: np.ndarray, k: int) -> list[int]:
+    """Sample indices of the k best unfinished paths of one problem."""
+    open_rows = [i for i, p in enumerate(group) if not p.finished]
+    return top_k(scores[open_rows], [group[i].sample_index for i in open_rows], k)
 
 
 def _resume(engine: Engine, pending: Sequence[_Checked], pooled: bool) -> list[ProblemResult]:
     """Resume the kept paths of checked groups (together, on a pooling engine), then vote."""
-    prefixes = [[[(p.generated_tokens, p.finished) for p in group] for group in c.launch.paths] for c in pending]
-    paused = [c.launch.paths for c in pending]
     if pooled:  # the discarded paths' state was freed at Check
         resumed = engine.resume_many([c.launch for c in pending], [c.keep for c in pending])
     else:  # frees the discarded paths' state first, then continues the kept
         resumed = [engine.resume(c.launch, c.keep) for c in pending]
-    results = []
-    for c, groups, done_groups, kept_groups in zip(pending, paused, prefixes, resumed):
-        for problem, group, s, done, kept_paths in zip(c.problems, groups, c.scores, done_groups, kept_groups):
-            results.append(_problem_result(engine, problem, group, s, done, kept_paths))
-    return results
+    return [_problem_result(engine, track, kept_paths)
+            for c, kept_groups in zip(pending, resumed) for track, kept_paths in zip(c.tracks, kept_groups)]
 
 
-def _problem_result(engine: Engine, problem: Problem, group: Sequence[Path], scores: np.ndarray,
-                    done: Sequence[tuple[int, bool]], kept_paths: Sequence[Path]) -> ProblemResult:
+def _problem_result(engine: Engine, track: _Track, kept_paths: Sequence[Path]) -> ProblemResult:
     """Records, vote and tokens of one problem."""
+    problem = track.problem
     by_index = {p.sample_index: p for p in kept_paths}
     records = []
-    for path, score, (prefix_tokens, finished) in zip(group, scores, done):
-        final: Path | None = path if finished else by_index.get(path.sample_index)
-        rec = PathRecord(problem.id, path.sample_index, prefix_tokens, float(score), finished,
-                         kept=final is not None, generated_tokens=(final or path).generated_tokens)
+    for j, path in enumerate(track.paths):
+        early = bool(track.early[j])
+        final: Path | None = path if early else by_index.get(path.sample_index)
+        rec = PathRecord(problem.id, path.sample_index, track.prefix_tokens[j], float(track.scores[j]), early,
+                         kept=final is not None, generated_tokens=(final or path).generated_tokens,
+                         stage=int(track.stage[j]))
         if final is not None:
             g = grade(engine.tokenizer.decode(final.token_ids, skip_special_tokens=True), problem)
             rec.answer, rec.correct = g.answer, g.correct

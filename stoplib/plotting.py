@@ -180,6 +180,35 @@ def plot_budget_curve(curve, title: str = "Cons@N vs compute at γ = 1/2") -> "p
     return fig
 
 
+def plot_progressive_curve(curve, title: str = "Progressive vs single-stage pruning") -> "plt.Figure":
+    """Cons@N and avg@k|N against tokens per problem, one line per pruning schedule over N (the
+    rows of ``scaling.progressive_curve``); no pruning dashed. Each point is labelled with its N."""
+    set_style()
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), sharex=True)
+    names = [s for s in dict.fromkeys(curve["schedule"]) if s != "no_pruning"]
+    palette = dict(zip(names, sns.color_palette("deep", len(names))))
+    palette["no_pruning"] = TYPE_COLORS["-"]
+    for ax, column, ylabel in zip(axes, ("cons", "avg_kept"), ("Cons@N (majority vote)", "avg@k|N (kept paths)")):
+        for name, part in curve.groupby("schedule", sort=False):
+            part = part.sort_values("tokens")
+            style = {"ls": "--"} if name == "no_pruning" else {}
+            sns.lineplot(x=part["tokens"], y=part[column], marker="o", color=palette[name], label=part["label"].iloc[0],
+                         ax=ax, legend=False, **style)
+        first = curve[curve["schedule"] == names[0]] if names else curve
+        for _, row in first.iterrows():
+            ax.annotate(f"N={row['n']}", (row["tokens"], row[column]), textcoords="offset points", xytext=(0, 7),
+                        ha="center", va="bottom", fontsize=7, color=palette.get(row["schedule"], "#444"))
+        plain_log_axis(ax, "x")
+        ax.set(xlabel="generated tokens per problem", ylabel=ylabel)
+    labels = dict(zip(curve["schedule"], curve["label"]))
+    handles = [plt.Line2D([], [], color=palette[name], marker="o", ls="--" if name == "no_pruning" else "-",
+                          label=label) for name, label in labels.items()]
+    axes[1].legend(handles=handles, frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def _gamma_label(gamma: float) -> str:
     inverse = 1 / gamma
     return f"γ = 1/{inverse:.0f}" if abs(inverse - round(inverse)) < 1e-9 else f"γ = {gamma:g}"

@@ -239,3 +239,39 @@ def test_resume_many_packs_launches_and_matches(tiny_model_dir, prompts, growing
     assert all(launch.state is None for launch in launches)
     with pytest.raises(ValueError, match="already resumed"):
         small.resume_many(launches[:1], keeps[:1])
+
+
+@pytest.mark.parametrize("growing", [True, False], ids=["growing", "dynamic"])
+def test_advance_pauses_again_and_equals_uninterrupted(tiny_model_dir, prompts, growing):
+    """Launch to 6, advance to 11 and 17 (packed launches, prompts renumbered), resume: every kept
+    path is token-identical to uninterrupted generation, and each pause holds exactly L tokens."""
+    small = HFEngine(tiny_model_dir, batch_size=8, growing_cache=growing)
+    full = small.generate(prompts, 6, SAMPLED)
+    launches = [small.launch([prompt], 6, 6, SAMPLED) for prompt in prompts]  # one width each
+    keeps = [[[0, 1, 3, 5]], [[0, 2, 4, 5]], [[1, 2, 3]]]
+    merged = []
+    original = HFEngine._merge
+    small._merge = lambda chunks, max_new: (merged.append(len(chunks)), original(small, chunks, max_new))[1]
+    second = small.advance_many(launches, keeps, 11)
+    assert max(merged) >= 2  # rows of different launches decoded in one batch
+    assert all(launch.state is None for launch in launches) and second.prefix_len == 11
+    assert [[path.sample_index for path in group] for group in second.paths] == [k[0] for k in keeps]
+    for q, group in enumerate(second.paths):
+        for path in group:
+            assert path.prompt_index == q and path.prefix_tokens == min(6, full[q][path.sample_index].generated_tokens)
+            assert path.generated_tokens == 11 or path.finished
+            assert path.token_ids == full[q][path.sample_index].token_ids[:11]
+    for paths, cache, mask in small.prefix_states(second):  # the grown cache covers prompt + 11 tokens
+        assert cache.get_seq_length() == mask.shape[1] and all(int(mask[r].sum()) == len(p.prompt_ids) + 11
+                                                               for r, p in enumerate(paths) if not p.finished)
+    third = small.advance(second, [[5, 1], [4, 0], [2, 3]], 17)
+    resumed = small.resume(third, [[1], [4, 0], [3]])
+    for q, group in enumerate(resumed):
+        for path in group:
+            reference = full[q][path.sample_index]
+            assert path.token_ids == reference.token_ids and path.finish_reason == reference.finish_reason
+            np.testing.assert_allclose(path.logprobs, reference.logprobs, atol=1e-5)
+    with pytest.raises(ValueError, match="must exceed"):
+        small.advance(small.launch(prompts, 2, 8, SAMPLED), [[0], [], []], 8)
+    with pytest.raises(ValueError, match="already resumed"):
+        small.advance(third, [[], [], []], 30)

@@ -12,8 +12,9 @@ import torch
 from stoplib.bank import Bank, BankProblem, build_bank
 from stoplib.engines.base import Path, SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
-from stoplib.metrics import (bank_arrays, bank_pass_at_k, bootstrap_ci, no_pruning, paired_bootstrap_ci, pass_at_k,
-                             replay, replay_grid, score_bank, signal_auroc)
+from stoplib.metrics import (bank_arrays, bank_pass_at_k, bootstrap_ci, check_schedule, no_pruning,
+                             paired_bootstrap_ci, pass_at_k, replay, replay_grid, replay_progressive, score_bank,
+                             signal_auroc)
 from stoplib.grading import majority_vote
 from stoplib.pipeline import run_pipeline
 from stoplib.problems import Problem
@@ -113,6 +114,115 @@ def test_vectorised_replay_equals_the_pipeline_functions_on_random_banks():
             assert r.votes[p] == vote and r.tokens[p] == tokens, (trial, p)
 
 
+# ------------------------------------------------------------------------------------ progressive pruning
+
+
+HAND_SCORES_7 = [[0.0, 0.1, 0.5, 0.9], [0.3, 0.9, 0.1, 0.2], [0.0, 0.1, 0.9, 0.5]]
+
+
+def test_progressive_replay_on_a_hand_built_bank():
+    r = replay_progressive(HAND, {5: HAND_SCORES, 7: HAND_SCORES_7}, [(5, 3), (7, 1)], n=4)
+    # stage 0 (L = 5, k = 3): q0, q2: path 0 ended (kept, no slot), paths 1-3 go on; q1: paths 0, 2, 1 (0.8, 0.7, 0.2)
+    # stage 1 (L = 7, k = 1): q0: path 3 (0.9); q1: paths 0-2 (length 6) ended by 7: kept unchecked; q2: path 2 (0.9)
+    np.testing.assert_array_equal(r.kept, [[1, 0, 0, 1], [1, 1, 1, 0], [1, 0, 1, 0]])
+    np.testing.assert_array_equal(r.finished_early, [[1, 0, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]])
+    np.testing.assert_array_equal(r.stage, [[0, 1, 1, 1], [1, 1, 1, 0], [0, 1, 1, 1]])
+    assert r.votes == ["7", "5", "1"] and r.vote_correct.all()
+    np.testing.assert_allclose(r.kept_accuracy, [1 / 2, 2 / 3, 1 / 2])
+    # tokens: every path to min(len, 5), stage-0 survivors from 5 to min(len, 7), the last survivor's remainder
+    np.testing.assert_array_equal(r.tokens, [3 + 3 * 5 + 3 * 2 + (8 - 7), 4 * 5 + 3 * (6 - 5),
+                                             4 + 3 * 5 + 3 * 2 + (9 - 7)])
+    assert r.total_tokens == 75 and r.k == 1 and r.prefix_len == 5 and r.cons == 1.0
+    assert r.summary()["schedule"] == "4→3@5→1@7" and r.summary()["stages"] == 2
+
+
+def test_a_path_that_ends_between_checks_votes_with_its_last_score():
+    bank = make_bank([("1", [9, 6, 9], ["2", "1", "3"])])
+    # L = 5 keeps paths 1 (0.8) and 0 (0.5); path 1 ends at 6, before the check at 7: kept, no slot,
+    # and in the 1-1 vote against path 0 ("2", 0.5 at L = 7) its score at L = 5 (0.8) wins the tie
+    r = replay_progressive(bank, {5: [[0.5, 0.8, 0.1]], 7: [[0.5, 0.0, 0.0]]}, [(5, 2), (7, 1)], n=3)
+    assert r.kept[0].tolist() == [True, True, False] and r.votes == ["1"]
+    assert r.tokens[0] == 3 * 5 + 2 + 1 + 2  # prefixes; 5 -> 7 for path 0, 5 -> 6 for path 1; path 0's 7 -> 9
+
+
+def test_one_stage_is_replay():
+    for k, length in [(1, 5), (2, 5), (3, 7), (4, 2)]:
+        a = replay(HAND, HAND_SCORES, n=4, k=k, prefix_len=length)
+        b = replay_progressive(HAND, {length: HAND_SCORES}, [(length, k)], n=4)
+        for name in ("kept", "finished_early", "kept_accuracy", "vote_correct", "tokens", "full_tokens"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert a.votes == b.votes and (a.n, a.k, a.prefix_len) == (b.n, b.k, b.prefix_len)
+        assert {key: b.summary()[key] for key in a.summary()} == a.summary()
+
+
+def reference_progressive(bank, scores_by_len, schedule, n):
+    """Per problem, stage by stage, with the pipeline's own top_k."""
+    out = []
+    for p, bp in enumerate(bank.problems):
+        lens = [path.generated_tokens for path in bp.paths[:n]]
+        running, kept, last, tokens, previous = list(range(n)), set(), {}, 0, 0
+        for length, k in schedule:
+            tokens += sum(min(lens[i], length) - previous for i in running)
+            kept |= {i for i in running if lens[i] <= length}
+            open_rows = [i for i in running if lens[i] > length]
+            s = np.asarray(scores_by_len[length][p], dtype=float)
+            last.update({i: s[i] for i in open_rows})
+            running, previous = top_k(s[open_rows], open_rows, k), length
+        tokens += sum(lens[i] - previous for i in running)
+        kept = sorted(kept | set(running))
+        out.append((kept, majority_vote([bp.answers[i] for i in kept], [last.get(i, np.nan) for i in kept]), tokens))
+    return out
+
+
+def test_progressive_replay_equals_a_stage_by_stage_reference_on_random_banks():
+    rng = random.Random(1)
+    for trial in range(40):
+        spec = [(str(rng.randrange(3)), [rng.randrange(1, 16) for _ in range(8)],
+                 [rng.choice([None, "0", "1", "2"]) for _ in range(8)]) for _ in range(5)]
+        bank = make_bank(spec)
+        n = rng.randrange(1, 9)
+        lengths = sorted(rng.sample(range(1, 14), rng.randrange(1, 4)))
+        ks = sorted((rng.randrange(1, n + 1) for _ in lengths), reverse=True)
+        schedule = list(zip(lengths, ks))
+        scores = {L: [[rng.choice([0.1, 0.5, 0.5, 0.9, np.nan, np.inf]) for _ in range(8)] for _ in range(5)]
+                  for L in lengths}
+        r = replay_progressive(bank, scores, schedule, n=n)
+        for p, (kept, vote, tokens) in enumerate(reference_progressive(bank, scores, schedule, n)):
+            assert np.flatnonzero(r.kept[p]).tolist() == kept, (trial, p)
+            assert r.votes[p] == vote and r.tokens[p] == tokens, (trial, p)
+
+
+def test_progressive_scores_from_a_callable_see_the_checked_paths():
+    seen = {}
+
+    def scores(length, checked):
+        seen[length] = checked.tolist()
+        return HAND_SCORES if length == 5 else HAND_SCORES_7
+
+    a = replay_progressive(HAND, scores, [(5, 3), (7, 1)], n=4)
+    b = replay_progressive(HAND, {5: HAND_SCORES, 7: HAND_SCORES_7}, [(5, 3), (7, 1)], n=4)
+    assert a.votes == b.votes and (a.tokens == b.tokens).all()
+    assert seen[5] == [[0, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]]
+    assert seen[7] == [[0, 1, 1, 1], [0, 0, 0, 0], [0, 1, 1, 1]]
+
+
+@pytest.mark.parametrize("schedule, match", [
+    ([], "empty"), ([(5, 2), (5, 1)], "increase, got 5 after 5"), ([(5, 2), (4, 1)], "got 4 after 5"),
+    ([(5, 1), (7, 2)], "k=2 after 1"), ([(5, 5)], "k=5"), ([(0, 2)], "prefix_len must be >= 1, got 0"),
+    ([(5, 0)], "k=0"), ([5, 2], "pairs"),
+])
+def test_bad_schedules_are_named(schedule, match):
+    with pytest.raises(ValueError, match=match):
+        check_schedule(schedule, 4)
+    with pytest.raises(ValueError, match=match):
+        replay_progressive(HAND, {5: HAND_SCORES}, schedule, n=4)
+
+
+def test_progressive_replay_names_missing_scores():
+    with pytest.raises(ValueError, match=r"no scores for prefix lengths \[7\]"):
+        replay_progressive(HAND, {5: HAND_SCORES}, [(5, 2), (7, 1)], n=4)
+
+
 def test_no_pruning_baseline_and_pass_at_k():
     base = no_pruning(HAND, n=4)
     np.testing.assert_allclose(base.accuracy, [0.5, 0.5, 0.25])
@@ -198,6 +308,40 @@ def test_replay_gives_the_online_pipeline_numbers(tiny_model_dir, tmp_path):
             assert res.vote == r.votes[p] and res.vote_correct == r.vote_correct[p]
             assert res.tokens == r.tokens[p]
         assert online.avg_kept == pytest.approx(r.avg_kept) and online.tokens == r.total_tokens
+
+
+def test_progressive_replay_gives_the_online_pipeline_numbers(tiny_model_dir, tmp_path):
+    """A three-stage schedule online (HF engine: advance, Check on the grown cache) and replayed on the
+    bank of the same seeded paths: the same kept paths, stages, votes and tokens, for a statistics
+    signal, a control and STOP reading the cache."""
+    from stoplib.signals.type4 import StopSignal
+    from stoplib.stop import StopConfig, StopScorer
+
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    engine = HFEngine(model, tok, batch_size=8)  # groups of one problem; stages pack several
+    problems = [Problem(id=f"p{i}", prompt=q, answer=a, kind="toy", source="test")
+                for i, (q, a) in enumerate([("12+3", "1"), ("ab", "2"), ("xyz", "3"), ("7", "4")])]
+    prompts = [tok(p.prompt)["input_ids"] for p in problems]
+    bank = build_bank(engine, problems, prompts, 6, PARAMS, tmp_path / "bank", progress=False)
+    scorer = StopScorer(model, tok, StopConfig(num_tokens=2, lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in scorer._lora_params:
+            p.normal_(0, 0.3)
+    schedule = [(4, 4), (9, 2), (15, 1)]
+    later_early = 0
+    for signal in (make_signal("mean_logprob"), make_signal("random"), StopSignal(scorer)):
+        online = run_pipeline(engine, problems, prompts, signal, n=6, schedule=schedule, params=PARAMS)
+        r = replay_progressive(bank, {L: score_bank(bank, signal, L) for L, _ in schedule}, schedule, n=6)
+        for p, res in enumerate(online.problems):
+            assert [rec.kept for rec in res.records] == r.kept[p].tolist(), (signal.name, p)
+            assert [rec.stage for rec in res.records] == r.stage[p].tolist(), (signal.name, p)
+            assert [rec.finished_early for rec in res.records] == r.finished_early[p].tolist(), (signal.name, p)
+            assert res.vote == r.votes[p] and res.vote_correct == r.vote_correct[p]
+            assert res.tokens == r.tokens[p], (signal.name, p)
+            later_early += sum(rec.finished_early and rec.stage > 0 for rec in res.records)
+        assert online.avg_kept == pytest.approx(r.avg_kept) and online.tokens == r.total_tokens
+    assert later_early > 0  # some paths ended between two checks
 
 
 def test_replay_grid_and_score_bank_for_set_dependent_signals(tiny_model_dir, tmp_path):

@@ -86,6 +86,15 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     if model == "toy":  # the organism's prefixes always hold such pairs
         assert a["pairs"] > 0
     assert m["05"]["n_points"] > 0 and m["05"]["task_len"] > 0
+    prog = m["05"]["progressive"]
+    assert prog["prefix_len"] > 0 and str(prog["prefix_len"]) in prog["auroc_within"]
+    curve = prog["curve"]
+    assert {"single_L", "halving", "no_pruning"} <= {row["schedule"] for row in curve}
+    full = {row["n"]: row["tokens"] for row in curve if row["schedule"] == "no_pruning"}
+    for row in curve:
+        assert 0 <= row["cons"] <= 1 and 0 <= row["avg_kept"] <= 1 and row["tokens"] > 0, row
+        assert row["tokens"] <= full[row["n"]] + 1e-9, row  # pruning never spends more than the N full paths
+    assert set(prog["cons_gain_at_equal_tokens"]) == {row["schedule"] for row in curve} - {"single_L"}
 
 
 def check_finite(value, where=""):

@@ -129,6 +129,81 @@ def test_resume_frees_discarded_paths_before_continuing(setup, monkeypatch):
     assert events[:first_decode].count("select") >= 3 and "select" not in events[first_decode:]
 
 
+SCHEDULE = [(4, 4), (9, 2), (14, 1)]
+
+
+def _random_stop(engine):
+    scorer = StopScorer(engine.model, engine.tokenizer, StopConfig(num_tokens=2, lora_r=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in scorer._lora_params:
+            p.normal_(0, 0.3)
+    return scorer
+
+
+def test_progressive_stop_check_from_the_grown_cache_equals_reencoding(setup):
+    """At every stage STOP reads the advanced (grown, repacked) cache: the scores of re-encoding the prefix."""
+    engine, problems, prompts = setup
+    scorer = _random_stop(engine)
+    cached = run_pipeline(engine, problems, prompts, StopSignal(scorer), n=6, schedule=SCHEDULE, params=PARAMS)
+
+    class Reencode(StopSignal):
+        def score_launch(self, engine, launch):
+            return None
+
+    reencoded = run_pipeline(engine, problems, prompts, Reencode(scorer), n=6, schedule=SCHEDULE, params=PARAMS)
+    for a, b in zip(cached.problems, reencoded.problems):
+        np.testing.assert_allclose([r.score for r in a.records], [r.score for r in b.records], atol=1e-5)
+        assert [(r.kept, r.stage) for r in a.records] == [(r.kept, r.stage) for r in b.records]
+    assert {r.stage for p in cached.problems for r in p.records} == {0, 1, 2}
+
+
+def test_progressive_pipeline_follows_the_schedule(setup):
+    """Each stage keeps its k among the paths still open; a path costs what it generated before it
+    was dropped or finished; groups and pooling change nothing; one stage is the plain pipeline."""
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    runs = [run_pipeline(engine, problems, prompts, signal, n=6, schedule=SCHEDULE, params=PARAMS,
+                         max_paths_in_flight=m, resume_rows=rows)
+            for m, rows in ((None, None), (6, 3), ("auto", "auto"))]
+    for other in runs[1:]:
+        assert [[repr(r) for r in p.records] for p in other.problems] == \
+            [[repr(r) for r in p.records] for p in runs[0].problems]
+    full = engine.generate(prompts, 6, PARAMS)
+    for res, paths in zip(runs[0].problems, full):
+        for stage, (length, k) in enumerate(SCHEDULE):
+            reached = [r for r in res.records if r.stage >= stage]
+            go_on = [r for r in reached if r.stage > stage or (r.kept and not r.finished_early)]
+            checked = [r for r in reached if not (r.stage == stage and r.finished_early)]
+            assert len(go_on) == min(k, len(checked))
+            if checked:  # the survivors are the top k by mean log-prob of the prefix at this stage's L
+                prefixes = [paths[r.sample_index].prefix(length) for r in checked]
+                expected = top_k(signal.score(prefixes), [r.sample_index for r in checked], k)
+                assert sorted(r.sample_index for r in go_on) == sorted(expected)
+        for r in res.records:
+            full_len = paths[r.sample_index].generated_tokens
+            assert r.generated_tokens == (full_len if r.kept else min(SCHEDULE[r.stage][0], full_len))
+    single = run_pipeline(engine, problems, prompts, signal, n=6, schedule=[(5, 2)], params=PARAMS)
+    plain = run_pipeline(engine, problems, prompts, signal, n=6, k=2, prefix_len=5, params=PARAMS)
+    assert [[repr(r) for r in p.records] for p in single.problems] == \
+        [[repr(r) for r in p.records] for p in plain.problems]
+
+
+def test_bad_schedules_in_the_pipeline(setup):
+    engine, problems, prompts = setup
+    signal = make_signal("random")
+    with pytest.raises(ValueError, match="not both"):
+        run_pipeline(engine, problems, prompts, signal, n=6, k=2, prefix_len=4, schedule=SCHEDULE, params=PARAMS)
+    with pytest.raises(ValueError, match="or a schedule"):
+        run_pipeline(engine, problems, prompts, signal, n=6, params=PARAMS)
+    with pytest.raises(ValueError, match="k=3 after 2"):
+        run_pipeline(engine, problems, prompts, signal, n=6, schedule=[(4, 2), (8, 3)], params=PARAMS)
+    with pytest.raises(ValueError, match="prefix_len=40 must be in"):
+        run_pipeline(engine, problems, prompts, signal, n=6, schedule=[(4, 2), (40, 1)], params=PARAMS)
+    with pytest.raises(ValueError, match="scripted engine cannot pause a resumed path again"):
+        run_pipeline(ScriptedEngine(["x"]), problems, prompts, signal, n=6, schedule=SCHEDULE, params=PARAMS)
+
+
 class ScriptedEngine:
     """An engine whose paths are fixed texts that all end before Check (a test double of the model)."""
 

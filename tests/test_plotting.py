@@ -117,3 +117,18 @@ def test_remaining_figures_render_readably():
                  for g in ("high score", "low score") for c in ("digits", "operators", "words", "prompt")]))]
     for fig in figs:
         assert_readable(fig)
+
+
+def test_progressive_curve_figure_names_schedules_plainly():
+    from stoplib.scaling import PROGRESSIVE_LABELS
+
+    shares = {"single_L": 0.4, "single_2L": 0.5, "two_stage": 0.45, "halving": 0.47, "no_pruning": 1.0}
+    rows = [{"schedule": s, "label": PROGRESSIVE_LABELS[s], "n": n, "tokens": 118.0 * n * f,
+             "cons": 0.5 + 0.04 * np.log2(n), "avg_kept": 0.45 + 0.02 * np.log2(n)}
+            for s, f in shares.items() for n in (8, 16, 32, 64)]
+    fig = plotting.plot_progressive_curve(pd.DataFrame(rows))
+    labels = [t.get_text() for t in fig.axes[0].xaxis.get_ticklabels() if t.get_text()]
+    assert labels and all(lab.rstrip("k").replace(".", "").isdigit() for lab in labels), labels
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "single stage at L" in legend and "no pruning" in legend and "halving" not in legend
+    assert_readable(fig)

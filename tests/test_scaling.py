@@ -160,3 +160,68 @@ def test_optimal_gamma_from_sweep_bins_and_groups():
         scaling.optimal_gamma_from_sweep(sweep, method="max")
     with pytest.raises(ValueError):
         scaling.optimal_gamma_from_sweep(sweep.drop(columns="tokens"))
+
+
+def _bank(n_problems: int = 3, n_paths: int = 16, seed: int = 0):
+    """Complete paths of varied length; correct iff the answer is "1"."""
+    from stoplib.bank import Bank, BankProblem
+    from stoplib.engines.base import Path
+    from stoplib.problems import Problem
+
+    rng = np.random.default_rng(seed)
+    problems = []
+    for p in range(n_problems):
+        problem = Problem(id=f"q{p}", prompt=f"question {p}", answer="1", kind="toy", source="test")
+        lengths = rng.integers(4, 40, n_paths)
+        answers = [str(a) for a in rng.integers(0, 3, n_paths)]
+        paths = [Path(p, i, [1], [5] * int(n), finish_reason="stop") for i, n in enumerate(lengths)]
+        problems.append(BankProblem(problem, paths, answers, np.array([a == "1" for a in answers])))
+    return Bank(problems)
+
+
+def test_progressive_schedules_and_their_lengths():
+    halving = scaling.PROGRESSIVE_SCHEDULES["halving"]
+    assert scaling.progressive_schedule(halving, 64, 36) == [(36, 32), (54, 16), (72, 8)]
+    assert scaling.progressive_schedule(scaling.PROGRESSIVE_SCHEDULES["single_L"], 64, 36) == [(36, 8)]
+    assert scaling.progressive_schedule(scaling.PROGRESSIVE_SCHEDULES["halving"], 4, 36) is None  # N/8 < 1
+    assert scaling.schedule_lengths(36) == [18, 36, 54, 72]
+    assert scaling.schedule_lengths(36, {"halving": scaling.PROGRESSIVE_SCHEDULES["halving"]}) == [36, 54, 72]
+    assert set(scaling.PROGRESSIVE_SCHEDULES) <= set(scaling.PROGRESSIVE_LABELS)
+
+
+def test_progressive_curve_replays_every_schedule():
+    from stoplib.metrics import no_pruning, replay, replay_progressive
+
+    bank = _bank()
+    rng = np.random.default_rng(1)
+    scores = {L: [rng.random(16) for _ in bank.problems] for L in scaling.schedule_lengths(6)}
+    curve = scaling.progressive_curve(bank, scores, prefix_len=6, ns=(4, 8, 16, 64))
+    assert sorted(curve["n"].unique()) == [4, 8, 16]  # 64 > the bank's 16 paths
+    assert set(curve[curve["n"] == 4]["schedule"]) == {"no_pruning"}  # N/8 < 1: no schedule fits N = 4
+    assert len(curve) == 1 + 2 * (len(scaling.PROGRESSIVE_SCHEDULES) + 1)
+    row = curve[(curve["schedule"] == "halving") & (curve["n"] == 16)].iloc[0]
+    expected = replay_progressive(bank, scores, [(6, 8), (9, 4), (12, 2)], n=16)
+    assert row["stages"] == "16→8@6→4@9→2@12" and row["k"] == 2
+    assert row["tokens"] == pytest.approx(expected.tokens.mean()) and row["cons"] == expected.cons
+    single = curve[(curve["schedule"] == "single_L") & (curve["n"] == 8)].iloc[0]
+    plain = replay(bank, scores[6], n=8, k=1, prefix_len=6)
+    assert (single["tokens"], single["cons"], single["avg_kept"]) == (plain.tokens.mean(), plain.cons, plain.avg_kept)
+    base = curve[(curve["schedule"] == "no_pruning") & (curve["n"] == 16)].iloc[0]
+    assert base["tokens"] == no_pruning(bank, n=16).tokens.mean() and base["label"] == "no pruning"
+    with pytest.raises(ValueError, match="no scores for prefix lengths"):
+        scaling.progressive_curve(bank, {6: scores[6]}, prefix_len=6, ns=(8,))
+
+
+def test_at_equal_tokens_interpolates_the_reference_in_log_tokens():
+    curve = pd.DataFrame([
+        {"schedule": "single_L", "n": 8, "tokens": 100.0, "cons": 0.5, "avg_kept": 0.4},
+        {"schedule": "single_L", "n": 16, "tokens": 400.0, "cons": 0.7, "avg_kept": 0.5},
+        {"schedule": "halving", "n": 8, "tokens": 200.0, "cons": 0.65, "avg_kept": 0.45},
+        {"schedule": "halving", "n": 16, "tokens": 800.0, "cons": 0.8, "avg_kept": 0.55},
+    ])
+    out = scaling.at_equal_tokens(curve)
+    assert list(out["schedule"]) == ["halving", "halving"]
+    assert out.loc[0, "cons_single_L"] == pytest.approx(0.6)  # 200 is halfway from 100 to 400 in log tokens
+    assert out.loc[0, "cons_gain"] == pytest.approx(0.05) and out.loc[0, "avg_kept_gain"] == pytest.approx(0.0)
+    assert np.isnan(out.loc[1, "cons_single_L"]) and np.isnan(out.loc[1, "cons_gain"])  # beyond the reference
+    assert scaling.at_equal_tokens(curve, "single_2L")["cons_gain"].isna().all()  # no reference point at all

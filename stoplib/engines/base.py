@@ -9,6 +9,10 @@ protocol (Launch -> Check -> Resume):
 - a signal scores the paused prefixes (``Launch.paths``);
 - ``resume(launch, keep)`` continues only the kept paths to completion.
 
+An engine may also offer ``advance_many(launches, keeps, prefix_len)`` (the HF engine does): it
+continues the kept paths to a larger length and pauses them again, for progressive pruning (a
+schedule of checks at growing prefix lengths, ``stoplib.pipeline.run_pipeline(schedule=...)``).
+
 ``generate`` runs paths to completion in one go. Every generated token carries the
 statistics that confidence signals need (chosen-token log-probability, entropy of the
 full distribution, top-k log-probabilities), all under the model's raw distribution

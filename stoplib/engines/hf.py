@@ -7,7 +7,8 @@ are left-padded; position ids follow each row's true length (``cumsum(mask) - 1`
 Launch stops every row after ``prefix_len`` generated tokens and *encodes the last one*,
 so the paused KV cache covers prompt + whole prefix and the next-token logits are ready:
 a scorer such as STOP can read the cache as is, and Resume samples the next token
-directly, without re-encoding anything.
+directly, without re-encoding anything. ``advance`` (progressive pruning) continues kept paths
+to a larger length and pauses them again the same way, so a later Check reads the grown cache.
 
 Speed and memory on real models (e.g. SmolLM2-135M: vocab 49k, 9 query / 3 KV heads):
 
@@ -355,6 +356,59 @@ class HFEngine:
             by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
             out.append([[by_key[(p, i)] for i in group] for p, group in enumerate(keep)])
         return out
+
+    def advance(self, launch: Launch, keep: Sequence[Sequence[int]], prefix_len: int) -> Launch:
+        """Continue the kept paths up to ``prefix_len`` generated tokens and pause them again (a
+        later stage of progressive pruning); see ``advance_many``."""
+        return self.advance_many([launch], [keep], prefix_len)
+
+    def advance_many(
+        self, launches: Sequence[Launch], keeps: Sequence[Sequence[Sequence[int]]], prefix_len: int
+    ) -> Launch:
+        """Continue the kept paths of paused launches (of equal sampling parameters) up to
+        ``prefix_len`` generated tokens, then pause them again, KV cache kept.
+
+        The discarded paths' state is freed first; the kept ones decode together, packed into
+        batches of up to ``batch_size`` rows, as in ``resume_many``. Returns one paused launch over
+        the prompts of all ``launches`` in order: prompt p of ``launches[j]`` becomes prompt
+        ``p + (prompts of launches[:j])`` (the paths' ``prompt_index`` is renumbered so), and holds
+        that prompt's kept paths in the order given. It can be checked (``prefix_states``),
+        pruned, advanced again or resumed; the given launches are consumed. Paths that end before
+        ``prefix_len`` are complete there. The tokens are those of uninterrupted generation.
+        """
+        if len(launches) != len(keeps):
+            raise ValueError(f"{len(keeps)} keep selections for {len(launches)} launches")
+        if not launches:
+            raise ValueError("advance_many needs at least one launch")
+        params = launches[0].params
+        if any(launch.params != params for launch in launches):
+            raise ValueError("advance_many needs launches with the same sampling parameters")
+        paused = max(launch.prefix_len for launch in launches)
+        if prefix_len <= paused:
+            raise ValueError(f"prefix_len={prefix_len} must exceed the launches' pause at {paused} tokens")
+        target = min(prefix_len, params.max_new_tokens)
+        keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
+        groups: list[list[Path]] = []
+        live = []
+        for launch, keep in zip(launches, keeps):
+            by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
+            groups.extend([by_key[(p, i)] for i in group] for p, group in enumerate(keep))
+            self.prune(launch, keep)
+            live.extend(launch.state)
+            launch.state = None
+        packs, live = self._packs(live), []
+        chunks = []
+        for i in range(len(packs)):
+            chunk = self._merge(packs[i], target)
+            packs[i] = None
+            self._decode(chunk, target, params)
+            if not all(path.finished for path in chunk.paths):
+                chunks.append(chunk)
+            chunk = None
+        for q, group in enumerate(groups):
+            for path in group:
+                path.prompt_index = q
+        return Launch(paths=groups, params=params, prefix_len=target, state=chunks)
 
     def resume_all(self, launch: Launch) -> list[list[Path]]:
         return self.resume(launch, keep_all(launch))
