@@ -327,6 +327,26 @@ case(A, "run_pipeline()", "keep k > N", _pipeline(k=9), ValueError, "k=9", "n=8"
 case(A, "run_pipeline()", "prefix_len >= max_new_tokens", _pipeline(prefix_len=16), ValueError, "prefix_len=16",
      "max_new_tokens=16")
 case(A, "run_pipeline()", "no problems", _pipeline(count=0), ValueError, "no problems")
+def _schedule(schedule: Any) -> Callable[[Ctx], Any]:
+    def call(c: Ctx) -> Any:
+        from stoplib.engines.base import SamplingParams
+        from stoplib.pipeline import run_pipeline
+        from stoplib.problems import Problem
+
+        problems = [Problem(id="p", prompt="1+1", answer="2", kind="math", source="t")]
+        return run_pipeline(None, problems, [[1, 2]], None, n=8, schedule=schedule,
+                            params=SamplingParams(max_new_tokens=16))
+    return call
+
+
+case(A, "run_pipeline(schedule=...)", "an empty schedule", _schedule([]), ValueError, "schedule is empty")
+case(A, "run_pipeline(schedule=...)", "prefix lengths that do not increase", _schedule([(4, 4), (4, 2)]),
+     ValueError, "must increase", "got 4 after 4")
+case(A, "run_pipeline(schedule=...)", "k that grows from one stage to the next", _schedule([(4, 2), (8, 4)]),
+     ValueError, "must not increase", "k=4 after 2")
+case(A, "run_pipeline(schedule=...)", "k > N at a stage", _schedule([(4, 9)]), ValueError, "k=9", "n=8")
+case(A, "run_pipeline(schedule=...)", "stages that are not pairs", _schedule([4, 8]), ValueError, "(prefix_len, k) pairs")
+
 case(A, "problem_groups()", "max_paths_in_flight=0",
      lambda c: __import__("stoplib.pipeline").pipeline.problem_groups(4, 8, 0), ValueError, "max_paths_in_flight", "0")
 

@@ -51,6 +51,7 @@ def assert_same_checkpoint(one: Path, two: Path) -> None:
             assert (a[key] - b[key]).abs().max() <= TOLERANCE * max(1.0, a[key].abs().max()), (name, key)
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one(tiny_model_dir, tmp_path):
     launch("torch.distributed.run", "--standalone", "--nproc-per-node", "2", "tests/ddp_job.py",
            str(tiny_model_dir), str(tmp_path / "two"))
