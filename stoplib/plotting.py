@@ -154,7 +154,8 @@ def plot_main_table(table, title: str = "avg@k|N by signal") -> "plt.Figure":
     rows = table.iloc[1:].sort_values("accuracy", ascending=False).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.3))
     labels = [f"{s} ({TYPE_NAMES.get(t, t)})" for s, t in zip(rows[name], rows["type"])]
-    sns.scatterplot(x=rows["accuracy"], y=labels, hue=rows["type"].map(TYPE_NAMES), s=55, zorder=3,
+    present = [TYPE_NAMES[t] for t in TYPE_NAMES if t in set(rows["type"])]  # legend in taxonomy order
+    sns.scatterplot(x=rows["accuracy"], y=labels, hue=rows["type"].map(TYPE_NAMES), hue_order=present, s=55, zorder=3,
                     palette={TYPE_NAMES[t]: c for t, c in TYPE_COLORS.items()}, ax=ax)
     ax.hlines(labels, rows["ci_low"], rows["ci_high"], colors=[TYPE_COLORS.get(t, "#999") for t in rows["type"]], lw=2)
     ax.axvline(base["accuracy"], color="k", ls="--", lw=1, label=base[name])

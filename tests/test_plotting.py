@@ -86,6 +86,8 @@ def test_main_table_figure_uses_labels_and_type_names():
     fig = plotting.plot_main_table(pd.DataFrame(rows))
     y = [t.get_text() for t in fig.axes[0].yaxis.get_ticklabels()]
     assert "STOP (Type IV)" in y and "Random (control)" in y and "STOP w/o adapter (Type IV)" in y
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["control", "Type I", "Type II", "Type III", "Type IV", "No pruning (avg@64)"], legend
     assert not any(n in " ".join(y) for n in ("stop_probe", "slimsc_jaccard", "mean_logprob"))
     assert_readable(fig)
 
