@@ -35,6 +35,8 @@ DISPLAY_NAMES = {
     "stop_hard": "STOP, hard labels",
 }
 NO_PRUNING = "no_pruning"
+# STOP training variant (stages.VARIANTS) -> the signal name of its scores in tables
+VARIANT_SIGNALS = {"stop": "stop", "probe": "stop_probe", "hard": "stop_hard"}
 
 
 def display_name(name: str) -> str:
@@ -66,7 +68,7 @@ def build_signals(config: RunConfig, tokenizer: Any, vocab_size: int, *, learned
             best, _ = stages.verifier_stage(config)
             signals[name] = make_signal("verifier", checkpoint=best, tokenizer=tokenizer)
         elif name in ("stop", "stop_probe", "stop_hard"):
-            variant = {"stop": "stop", "stop_probe": "probe", "stop_hard": "hard"}[name]
+            variant = next(v for v, signal in VARIANT_SIGNALS.items() if signal == name)
             signals[name] = make_signal("stop", scorer=stages.load_stop(config, variant))
         else:
             signals[name] = make_signal(name, **kwargs.get(name, {}))
@@ -122,10 +124,17 @@ def table_metrics(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 def budget_curve(bank: Bank, signals: dict[str, Signal], *, prefix_len: int, gamma: float = 0.5,
-                 ns: Sequence[int] = (2, 4, 8, 16, 32, 64)) -> pd.DataFrame:
-    """Cons@N against total tokens at retention gamma = k/N over a range of N (paper Figure 4)."""
+                 ns: Sequence[int] = (2, 4, 8, 16, 32, 64),
+                 scores: dict[str, list[np.ndarray]] | None = None) -> pd.DataFrame:
+    """Cons@N against total tokens at retention gamma = k/N over a range of N (paper Figure 4).
+
+    ``scores``: per-path scores already computed at ``prefix_len`` (e.g. by :func:`score_all`),
+    reused for the signals they cover when they cover every N of the curve."""
     rows = []
-    full = {name: score_bank(bank, signal, prefix_len) for name, signal in signals.items()
+    largest = max([n for n in ns if n <= bank.n_paths], default=0)
+    known = {name: s for name, s in (scores or {}).items() if all(len(row) >= largest for row in s)}
+    full = {name: known[name] if name in known else score_bank(bank, signal, prefix_len)
+            for name, signal in signals.items()
             if not getattr(signal, "set_dependent", False)}  # per-path scores: score once, slice per N
     for n in [n for n in ns if n <= bank.n_paths]:
         k = max(1, int(round(gamma * n)))
@@ -170,13 +179,16 @@ def training_jobs(config: RunConfig, spread_variants: Sequence[str] = ("stop", "
 
 
 def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, k: int, prefix_len: int,
-                variants: Sequence[str] = ("stop",), progress: bool = False) -> pd.DataFrame:
+                variants: Sequence[str] = ("stop",), progress: bool = False,
+                scores: dict[str, list[np.ndarray]] | None = None) -> pd.DataFrame:
     """STOP variants trained from several initialization seeds on the same labels, each replayed
     on the bank; one row per (variant, seed).
 
     Only ``config.train.seed`` changes (the LoRA, [STOP] embedding and head initialization and
     the batch order); labels, bank and everything else stay fixed, so the spread is the
     training's own variance. Each checkpoint is cached in the store like any STOP run.
+    ``scores``: bank scores already computed for the run's own seed, keyed by signal name
+    ("stop", "stop_hard", as :func:`score_all` returns them), reused instead of scoring again.
     """
     from . import stages
 
@@ -186,10 +198,14 @@ def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, 
             run = seeded(config, seed)
             _, summary = stages.stop_stage(run, variant, progress=progress)
             best = summary["history"][summary["best_epoch"] - 1]
-            scores = score_bank(bank, make_signal("stop", scorer=stages.load_stop(run, variant)), prefix_len, n=n)
-            result = replay(bank, scores, n=n, k=k, prefix_len=prefix_len)
+            name = VARIANT_SIGNALS[variant]
+            if seed == config.train.seed and scores is not None and name in scores:
+                seed_scores = scores[name]
+            else:
+                seed_scores = score_bank(bank, make_signal("stop", scorer=stages.load_stop(run, variant)), prefix_len, n=n)
+            result = replay(bank, seed_scores, n=n, k=k, prefix_len=prefix_len)
             rows.append({"variant": variant, "init_seed": int(seed), "best_epoch": summary["best_epoch"],
                          "val_within_auroc": best.get("val_within_auroc", np.nan), "val_mse": best["val_mse"],
                          "accuracy": result.avg_kept, "cons": result.cons,
-                         "auroc_within": signal_auroc(bank, scores, n=n).within})
+                         "auroc_within": signal_auroc(bank, seed_scores, n=n).within})
     return pd.DataFrame(rows)
