@@ -332,19 +332,9 @@ class HFEngine:
         discarded path's state is freed, then the kept paths of all launches continue together,
         packed into batches of up to ``batch_size`` rows (a pruned launch resumes a few paths per
         problem: packing keeps the batches full)."""
-        if len(launches) != len(keeps):
-            raise ValueError(f"{len(keeps)} keep selections for {len(launches)} launches")
-        if not launches:
+        if not launches and not keeps:
             return []
-        params = launches[0].params
-        if any(launch.params != params for launch in launches):
-            raise ValueError("resume_many needs launches with the same sampling parameters")
-        keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
-        live = []
-        for launch, keep in zip(launches, keeps):
-            self.prune(launch, keep)  # drops every discarded path first, before any kept path grows
-            live.extend(launch.state)
-            launch.state = None
+        params, keeps, live = self._take_kept(launches, keeps, "resume_many")
         packs, live = self._packs(live), []
         for i in range(len(packs)):
             chunk = self._merge(packs[i], params.max_new_tokens)
@@ -376,26 +366,17 @@ class HFEngine:
         pruned, advanced again or resumed; the given launches are consumed. Paths that end before
         ``prefix_len`` are complete there. The tokens are those of uninterrupted generation.
         """
-        if len(launches) != len(keeps):
-            raise ValueError(f"{len(keeps)} keep selections for {len(launches)} launches")
         if not launches:
             raise ValueError("advance_many needs at least one launch")
-        params = launches[0].params
-        if any(launch.params != params for launch in launches):
-            raise ValueError("advance_many needs launches with the same sampling parameters")
         paused = max(launch.prefix_len for launch in launches)
         if prefix_len <= paused:
             raise ValueError(f"prefix_len={prefix_len} must exceed the launches' pause at {paused} tokens")
-        target = min(prefix_len, params.max_new_tokens)
-        keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
         groups: list[list[Path]] = []
-        live = []
         for launch, keep in zip(launches, keeps):
             by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
-            groups.extend([by_key[(p, i)] for i in group] for p, group in enumerate(keep))
-            self.prune(launch, keep)
-            live.extend(launch.state)
-            launch.state = None
+            groups.extend([by_key[(p, i)] for i in group] for p, group in enumerate(check_keep(launch, keep)))
+        params, keeps, live = self._take_kept(launches, keeps, "advance_many")
+        target = min(prefix_len, params.max_new_tokens)
         packs, live = self._packs(live), []
         chunks = []
         for i in range(len(packs)):
@@ -492,6 +473,24 @@ class HFEngine:
         chunk.next_logits = chunk.next_logits[index]
         chunk.keys = chunk.keys[rows]
         chunk.paths = [chunk.paths[r] for r in rows]
+
+    def _take_kept(self, launches: Sequence[Launch], keeps: Sequence[Sequence[Sequence[int]]],
+                   caller: str) -> tuple[SamplingParams, list[list[list[int]]], list[_Chunk]]:
+        """Check several launches (equal sampling parameters) and their keep selections, free every
+        discarded path's state first (before any kept path grows), and hand over the kept paths'
+        chunks: (parameters, checked keeps, chunks); the launches are consumed."""
+        if len(launches) != len(keeps):
+            raise ValueError(f"{len(keeps)} keep selections for {len(launches)} launches")
+        params = launches[0].params
+        if any(launch.params != params for launch in launches):
+            raise ValueError(f"{caller} needs launches with the same sampling parameters")
+        keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
+        live: list[_Chunk] = []
+        for launch, keep in zip(launches, keeps):
+            self.prune(launch, keep)
+            live.extend(launch.state)
+            launch.state = None
+        return params, keeps, live
 
     def _packs(self, chunks: list[_Chunk]) -> list[list[_Chunk]]:
         """Consecutive chunks grouped into batches of at most ``batch_size`` rows (a chunk with
