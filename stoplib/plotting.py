@@ -314,3 +314,35 @@ def plot_category_mass(table, title: str = "[STOP] attention by token category")
     ax.set(xlabel="", ylabel="attention mass", title=title)
     ax.legend(frameon=False, title=None)
     return fig
+
+
+def plot_ablation(summary, runs, references: dict[str, float] | None = None,
+                  title: str = "STOP ablations") -> "plt.Figure":
+    """One panel per ablation axis: avg@k|N of each value (seed mean, 95% CI over problems) with
+    each seed as a small dot and the run's own value filled; ``references`` (label -> accuracy,
+    e.g. no pruning, the text verifier) as horizontal lines (paper Tables 5 and 6)."""
+    set_style()
+    axes_names = list(dict.fromkeys(summary["axis"]))
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.0 * len(axes_names), 3.4), sharey=True, squeeze=False)
+    ref_colors = dict(zip(references or {}, ["#222222", TYPE_COLORS["II"], "#777777"]))
+    for ax, axis in zip(axes[0], axes_names):
+        part = summary[summary["axis"] == axis].reset_index(drop=True)
+        positions = {value: i for i, value in enumerate(part["value"])}
+        seeds = runs[runs["axis"] == axis]
+        ax.scatter([positions[v] for v in seeds["value"]], seeds["accuracy"], s=12, color="#999999", zorder=2,
+                   label="one seed")
+        ax.errorbar(range(len(part)), part["accuracy"], yerr=[part["accuracy"] - part["ci_low"],
+                    part["ci_high"] - part["accuracy"]], fmt="none", ecolor=TYPE_COLORS["IV"], lw=2, zorder=3)
+        for i, row in part.iterrows():
+            ax.scatter([i], [row["accuracy"]], s=45, zorder=4, color=TYPE_COLORS["IV"] if row["is_default"] else "white",
+                       edgecolors=TYPE_COLORS["IV"], linewidths=1.5, label="seed mean (run's own value filled)" if i == 0 else None)
+        for label, value in (references or {}).items():
+            ax.axhline(value, ls="--", lw=1, color=ref_colors[label], label=label)
+        ax.set_xticks(range(len(part)), [f"{v:g}" for v in part["value"]])
+        ax.set(xlabel=part["label"].iloc[0], ylabel="avg@k|N (95% CI over problems)" if ax is axes[0][0] else "")
+        ax.margins(x=0.15)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(handles, labels, frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -399,6 +399,23 @@ case(A, "stages.variant_configs()", "variant 'bogus'",
      lambda c: __import__("stoplib.stages").stages.variant_configs(_resolve()(c), "bogus"), ValueError, "'bogus'")
 case(A, "stages.train_parallel()", "a job 'bogus'",
      lambda c: __import__("stoplib.stages").stages.train_parallel([(_resolve()(c), "bogus")]), ValueError, "'bogus'")
+def _ablation(grid: Any, seeds: Any = (0,)) -> Callable[[Ctx], Any]:
+    def call(c: Ctx) -> Any:
+        from stoplib import ablations
+
+        return ablations.settings(_resolve()(c), grid, seeds)
+    return call
+
+
+case(A, "ablations.settings()", "axis 'dropout'", _ablation({"dropout": (0.1,)}), ValueError, "'dropout'", "lora_r")
+case(A, "ablations.settings()", "M = 0", _ablation({"num_tokens": (0, 4)}), ValueError, "num_tokens=0")
+case(A, "ablations.settings()", "rank 2.5", _ablation({"lora_r": (2.5,)}), ValueError, "lora_r=2.5")
+case(A, "ablations.settings()", "learning rate 2", _ablation({"lr": (2,)}), ValueError, "lr=2")
+case(A, "ablations.settings()", "an empty grid", _ablation({}), ValueError, "grid is empty")
+case(A, "ablations.settings()", "a value given twice", _ablation({"num_tokens": (4, 4)}), ValueError, "repeats",
+     "[4, 4]")
+case(A, "ablations.settings()", "no seeds", _ablation({"num_tokens": (4,)}, ()), ValueError, "at least one seed")
+
 case(A, "Store.run_dir()", "step '../x'", lambda c: __import__("stoplib.store").store.Store(c.tmp).run_dir("../x", {}),
      ValueError, "'../x'")
 case(A, "grading.answers_equal()", "kind 'essay'",
