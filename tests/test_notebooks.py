@@ -96,6 +96,23 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
         assert row["tokens"] <= full[row["n"]] + 1e-9, row  # pruning never spends more than the N full paths
     assert set(prog["cons_gain_at_equal_tokens"]) == {row["schedule"] for row in curve} - {"single_L"}
 
+    ab = m["06"]
+    seeds = ab["setting"]["seeds"]
+    assert seeds == [s["init_seed"] for s in m["03"]["stop_seed_spread"] if s["variant"] == "stop"]
+    for table, axis in (("stop_tokens", "num_tokens"), ("lora_rank", "lora_r")):
+        rows = ab[table]
+        assert len(rows) >= 2 and sum(row["is_default"] for row in rows) == 1, table
+        for row in rows:
+            assert row["seeds"] == len(seeds) and row["ci_low"] <= row["accuracy"] <= row["ci_high"], row
+            runs = [r["accuracy"] for r in ab["runs"] if r["axis"] == axis and r["value"] == row["value"]]
+            assert row["accuracy"] == pytest.approx(sum(runs) / len(runs)), row  # the table is the seed mean
+    default = next(row for row in ab["stop_tokens"] if row["is_default"])
+    spread = [s["accuracy"] for s in m["03"]["stop_seed_spread"] if s["variant"] == "stop"]
+    assert default["accuracy"] == pytest.approx(sum(spread) / len(spread))  # the same checkpoints as notebook 03
+    assert ab["verifier"]["accuracy"] == pytest.approx(m["03"]["verifier"]["accuracy"])
+    assert ab["setting"]["no_pruning"] == pytest.approx(m["03"]["no_pruning"]["accuracy"])
+    assert {(g["axis"], g["value"]) for g in ab["verifier_gap"]} == {(r["axis"], r["value"]) for r in ab["runs"]}
+
 
 def check_finite(value, where=""):
     """Every number is finite (None marks a value a notebook documents as not measurable)."""
