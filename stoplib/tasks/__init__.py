@@ -7,16 +7,23 @@ Problem files and the paper's benchmarks are read by :func:`stoplib.problems.loa
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 from .base import StepCheck, Task
 from ..problems import Problem, load_problems
 
 
-def _toy() -> Task:
-    from ..toy import task as toy
+def _toy_family(spec_name: str, description: str) -> Callable[[], Task]:
+    def factory() -> Task:
+        from ..toy import task as toy
 
-    return Task(name="toy", make_problems=lambda n, seed, split: toy.make_problems(n, seed=seed, split=split),
-                description="the organism's chained modular arithmetic (stoplib.toy.task)",
-                check_path=toy.check_path, difficulty=toy.difficulty)
+        spec = getattr(toy, spec_name)
+        return Task(name=spec.name,
+                    make_problems=lambda n, seed, split: toy.make_problems(n, seed=seed, split=split, spec=spec),
+                    description=description, check_path=partial(toy.check_path, spec=spec),
+                    difficulty=toy.difficulty)
+    return factory
 
 
 def _arithmetic() -> Task:
@@ -28,7 +35,12 @@ def _arithmetic() -> Task:
                 few_shot=arithmetic.FEW_SHOT, check_path=arithmetic.check_path, difficulty=arithmetic.difficulty)
 
 
-_FACTORIES = {"toy": _toy, "arithmetic": _arithmetic}
+_FACTORIES = {
+    "toy": _toy_family("DEFAULT_SPEC", "the organism's chained modular arithmetic (stoplib.toy.task)"),
+    "toy-long": _toy_family("LONG_SPEC", "the same with 24 steps: the prefix is ~17% of a path (the long organism)"),
+    "toy-mc": _toy_family("MC_SPEC", "the same as multiple choice, letters A-J (the long organism's second family)"),
+    "arithmetic": _arithmetic,
+}
 TASK_NAMES = tuple(_FACTORIES)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from stoplib.toy.task import D3_SPEC, DEFAULT_SPEC, ToyTaskSpec, question_pool, solution_text
+from stoplib.toy.task import D3_SPEC, DEFAULT_SPEC, LONG_SPEC, MC_SPEC, ToyTaskSpec, question_pool, solution_text
 from stoplib.toy.tokenizer import build_tokenizer, prompt_text, save_tokenizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -53,6 +53,9 @@ class OrganismConfig:
     seed: int = 0
     threads: int = 1  # torch threads during the build (part of what makes it repeatable)
     task: ToyTaskSpec = field(default_factory=lambda: DEFAULT_SPEC)
+    #: More task families in the training mix: each row of a batch is drawn from ``task`` or one
+    #: of these with equal probability (empty: ``task`` only, and the random stream of one task).
+    more_tasks: tuple[ToyTaskSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,14 +72,18 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
 }
 #: The earlier organism: "small" trained on design D3 (no late slip; all-or-nothing MC labels).
 ORGANISM_PRESETS["small_d3"] = dataclasses.replace(ORGANISM_PRESETS["small"], task=D3_SPEC)
+#: The "long" organism (shipped in stoplib/toy/weights/long): 24-step paths, where the L = 36
+#: prefix is ~17% of a path, and the multiple-choice family for out-of-domain transfer.
+ORGANISM_PRESETS["long"] = dataclasses.replace(ORGANISM_PRESETS["small"], task=LONG_SPEC, more_tasks=(MC_SPEC,),
+                                               steps=1600)
 
 
 def organism_path(scale: str = "small") -> Path:
-    """Directory of the shipped, trained organism weights for ``scale`` (only "small" ships)."""
+    """Directory of the shipped, trained organism weights for ``scale`` ("small" and "long" ship)."""
     path = WEIGHTS_DIR / scale
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"no shipped organism for scale {scale!r} at {path} (only 'small' ships); build one with "
+            f"no shipped organism for scale {scale!r} at {path} (only 'small' and 'long' ship); build one with "
             f"`stoplib toy --scale {scale}` (writes results/organism/{scale})"
         )
     return path
@@ -117,13 +124,16 @@ def training_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask, labels)``, each ``[batch, seq]``: random train questions with
     slipped demonstrations; labels are -100 except on answer tokens (path + eos); right-padded."""
-    pool = question_pool("train", config.task)
-    idx = rng.integers(0, len(pool), size=config.batch_size)
+    specs = (config.task,) + tuple(config.more_tasks)
+    family = rng.integers(0, len(specs), size=config.batch_size) if config.more_tasks else [0] * config.batch_size
+    pools = [question_pool("train", spec) for spec in specs]
+    idx = [rng.integers(0, len(pools[f])) for f in family] if config.more_tasks else \
+        rng.integers(0, len(pools[0]), size=config.batch_size)
     seqs, n_prompt = [], []
-    for i in idx:
-        q = pool[int(i)]
+    for f, i in zip(family, idx):
+        q = pools[f][int(i)]
         prompt = [vocab["<bos>"]] + [vocab[c] for c in prompt_text(q.text)[len("<bos>"):]]
-        answer = [vocab[c] for c in solution_text(q, rng, config.task)] + [eos_id]
+        answer = [vocab[c] for c in solution_text(q, rng, specs[f])] + [eos_id]
         seqs.append(prompt + answer)
         n_prompt.append(len(prompt))
     width = max(len(s) for s in seqs)
@@ -198,7 +208,8 @@ def build_organism(
         model.eval()
         model.generation_config = GenerationConfig(
             bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, do_sample=True,
-            temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=192,
+            temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=max(192, 32 + 9 * max(s.n_steps for s in
+                                                                                    (config.task, *config.more_tasks))),
         )
         # written beside the target and swapped in at the end: a killed build leaves the old weights
         out_dir.parent.mkdir(parents=True, exist_ok=True)

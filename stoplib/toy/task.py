@@ -17,21 +17,12 @@ wrong unless errors cancel. Demonstrations (:func:`solution_text`) contain a pla
 hard step ("forgot the +b": writes ``a*x mod 10``) with probability ``slip_rate * b``, carried
 forward consistently: ``b`` is the per-problem difficulty knob.
 
-Why two hard steps, ``a`` in {3, 7} and ``b != 5`` (design "D3"; the probe's D2 had three hard steps,
-``a`` in {3, 7, 9}, ``b`` in 1..9): a "forgot +b" slip at hard step ``k`` shifts the final value by
-``-b * a**(n_hard - 1 - k)`` (mod 10), and shifts add. In D2 two slips cancelled exactly whenever
-``b * (a**i + a**j) = 0 (mod 10)``: always for steps 1 and 3 with ``a`` in {3, 7} (``a**2 = -1``),
-for adjacent steps with ``a = 9``, and for any pair when ``b = 5``. That predicts 14% of the
-demonstrations with a slip end correct (the probe measured 11.5% of sampled paths). With two hard
-steps the only double slip shifts by ``-b (a + 1)``, and ``a + 1`` in {4, 8}, so it is never 0 mod 10
-when ``b != 5``: a slip can never be undone by another slip (:func:`cancelling_slip_sets` checks it).
-
-Why a late slip (design "D4", the default): in D3 every failure is decided by the two hard steps,
-both inside the ``L = 36`` prefix, so every continuation of a prefix ends the same way and Monte
-Carlo soft labels are exactly 0 or 1. D4 adds a "sign confusion" at step h (index 6, after the
-prefix) with probability ``0.05 * d`` (``d = 5`` dropped: ``x + 5 = x - 5`` mod 10 would hide it):
-a clean prefix then succeeds with probability ``1 - 0.05 d`` (times the model's own reliability),
-which is what a soft label estimates and a hard label samples once.
+Variants of the family (:class:`ToyTaskSpec`): the shipped organism's task is
+:data:`DEFAULT_SPEC` (two hard steps, a late slip after the prefix); :data:`LONG_SPEC` has 24
+steps, so a prefix of 36 tokens is ~17% of a path, as in the paper; :data:`MC_SPEC` asks the
+same computation as a multiple-choice question (the ten values under the letters A-J, in an
+order of its own for every question) and the path ends with the letter. Why the family looks as
+it does (slips that never cancel, the late slip) is told in ``docs/organism.md``.
 
 Train and eval problems never share a question: the split is a hash of the question string.
 """
@@ -41,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Sequence
 
@@ -54,6 +45,7 @@ SPLITS = ("train", "eval")
 #: steps and two easy ones), 36 of the 118 tokens of every well-formed path (31%).
 DEFAULT_PREFIX_LEN = 36
 STEP_LETTERS = "bcdefghijklmnopqrstuvwxyz"
+CHOICE_LETTERS = "ABCDEFGHIJ"
 SOURCE = "toy"
 
 
@@ -74,6 +66,10 @@ class ToyTaskSpec:
     #: of x +- d) with probability ``late_slip_rate * d``; 0 (the default) turns it off (D3).
     late_slip_rate: float = 0.0
     late_slip_step: int = 6  # step index of the late slip (6: step "h", starts at char 52)
+    #: Multiple choice: the question lists every value under a letter (A-J, a per-question order)
+    #: and the path ends with ``\\boxed{<letter>}``; graded as kind "multiple_choice".
+    multiple_choice: bool = False
+    name: str = "toy"  # the task's name: problem ids, ``Problem.source`` and the task registry
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_hard <= self.n_steps <= len(STEP_LETTERS):
@@ -91,6 +87,10 @@ class ToyTaskSpec:
                 raise ValueError("late_slip_step must be an easy step")
             if any((2 * d) % self.modulus == 0 for d in self.d_values):
                 raise ValueError("a sign-confusion slip is invisible when 2d = 0 mod m: drop such d")
+        if self.multiple_choice and self.modulus > len(CHOICE_LETTERS):
+            raise ValueError(f"multiple choice names every value with a letter: modulus <= {len(CHOICE_LETTERS)}")
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", self.name):
+            raise ValueError(f"task name {self.name!r}: lower-case letters, digits and '-'")
 
     def slip_prob(self, b: int) -> float:
         """Probability of a slip at each hard step for knob ``b``."""
@@ -112,6 +112,12 @@ D2_SPEC = ToyTaskSpec(n_hard=3, a_values=(3, 7, 9), b_values=tuple(range(1, 10))
 D4_SPEC = ToyTaskSpec(d_values=(1, 2, 3, 4, 6, 7, 8, 9), late_slip_rate=0.05)
 #: The shipped organism's task.
 DEFAULT_SPEC = D4_SPEC
+#: D4 with 24 steps (2 hard, 22 easy): paths of ~206 tokens, so the L = 36 prefix is ~17% of a
+#: path (the paper's prefix, 2,048 of ~12k tokens, is ~17%); the "long" organism's math task.
+LONG_SPEC = ToyTaskSpec(n_steps=24, d_values=D4_SPEC.d_values, late_slip_rate=0.05, name="toy-long")
+#: D4 as a multiple-choice question (letters A-J): the "long" organism's second task family,
+#: on which STOP is applied without labels (out-of-domain transfer, paper Table 8).
+MC_SPEC = ToyTaskSpec(d_values=D4_SPEC.d_values, late_slip_rate=0.05, multiple_choice=True, name="toy-mc")
 
 
 @dataclass(frozen=True)
@@ -123,13 +129,19 @@ class ToyQuestion:
     b: int
     sign: str  # "+" or "-"
     d: int
+    order: str = ""  # multiple choice: the value under each letter A, B, ... ("" for a free answer)
 
     @property
     def text(self) -> str:
-        return f"a{self.v0} f*{self.a}+{self.b} g{self.sign}{self.d}"
+        base = f"a{self.v0} f*{self.a}+{self.b} g{self.sign}{self.d}"
+        return base + "".join(f" {letter}{value}" for letter, value in zip(CHOICE_LETTERS, self.order))
+
+    def letter_of(self, value: int) -> str:
+        """The letter under which a multiple-choice question lists ``value``."""
+        return CHOICE_LETTERS[self.order.index(str(value))]
 
 
-_QUESTION_RE = re.compile(r"a(\d) f\*(\d)\+(\d) g([+-])(\d)")
+_QUESTION_RE = re.compile(r"a(\d) f\*(\d)\+(\d) g([+-])(\d)((?: [A-J]\d)*)")
 
 
 def parse_question(text: str) -> ToyQuestion:
@@ -137,7 +149,17 @@ def parse_question(text: str) -> ToyQuestion:
     m = _QUESTION_RE.fullmatch(text.strip())
     if not m:
         raise ValueError(f"not a toy question: {text!r}")
-    return ToyQuestion(int(m[1]), int(m[2]), int(m[3]), m[4], int(m[5]))
+    options = m[6].split()
+    if [o[0] for o in options] != list(CHOICE_LETTERS[: len(options)]) or len({o[1] for o in options}) != len(options):
+        raise ValueError(f"not a toy question: {text!r} (options must be A, B, ... with distinct values)")
+    return ToyQuestion(int(m[1]), int(m[2]), int(m[3]), m[4], int(m[5]), "".join(o[1] for o in options))
+
+
+def choice_order(q: ToyQuestion, spec: ToyTaskSpec) -> str:
+    """The values under the letters of a multiple-choice question: a permutation of
+    0..modulus-1 drawn from a hash of the question (the same on every machine)."""
+    seed = int(hashlib.sha256(f"{q.v0}{q.a}{q.b}{q.sign}{q.d}".encode()).hexdigest()[:8], 16)
+    return "".join(str(v) for v in np.random.default_rng(seed).permutation(spec.modulus))
 
 
 def question_split(question: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> str:
@@ -156,6 +178,8 @@ def question_pool(split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> tuple[ToyQues
         range(spec.modulus), spec.a_values, spec.b_values, "+-", spec.d_values
     ):
         q = ToyQuestion(v0, a, b, sign, d)
+        if spec.multiple_choice:
+            q = replace(q, order=choice_order(q, spec))
         pools[question_split(q.text, spec)].append(q)
     texts = {s: {q.text for q in pools[s]} for s in SPLITS}
     assert not texts["train"] & texts["eval"], "train and eval questions overlap"
@@ -190,13 +214,16 @@ def step_op(q: ToyQuestion, i: int, spec: ToyTaskSpec = DEFAULT_SPEC) -> str:
 
 
 def to_problem(q: ToyQuestion, split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> Problem:
-    """A :class:`~stoplib.problems.Problem` (kind "toy") for one question."""
+    """A :class:`~stoplib.problems.Problem` for one question: kind "toy" (the final value), or
+    "multiple_choice" (its letter) for a multiple-choice spec; source and id prefix: ``spec.name``."""
+    value = true_values(q, spec)[-1]
     return Problem(
-        id=f"toy-{q.v0}{q.a}{q.b}{'p' if q.sign == '+' else 'm'}{q.d}",
+        id=f"{spec.name}-{q.v0}{q.a}{q.b}{'p' if q.sign == '+' else 'm'}{q.d}",
         prompt=q.text,
-        answer=str(true_values(q, spec)[-1]),
-        kind="toy",
-        source=SOURCE,
+        answer=q.letter_of(value) if spec.multiple_choice else str(value),
+        kind="multiple_choice" if spec.multiple_choice else "toy",
+        source=spec.name,
+        options=tuple(zip(CHOICE_LETTERS, q.order)) if spec.multiple_choice else None,
         meta={
             "split": split,
             "difficulty": q.b,
@@ -204,6 +231,7 @@ def to_problem(q: ToyQuestion, split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> 
             "late_slip_prob": spec.late_slip_prob(q.d),
             "n_steps": spec.n_steps,
             "n_hard": spec.n_hard,
+            **({"options_in_prompt": True} if spec.multiple_choice else {}),
         },
     )
 
@@ -265,7 +293,7 @@ def solution_text(
                 y = _easy_flipped(q, x, m)
         lines.append(f"{STEP_LETTERS[i]}:{x}{step_op(q, i, spec)}={y}")
         x = y
-    lines.append(f"\\boxed{{{x}}}")
+    lines.append(f"\\boxed{{{q.letter_of(x) if spec.multiple_choice else x}}}")
     return "\n".join(lines)
 
 
@@ -363,7 +391,8 @@ def check_path(
     m = spec.modulus
     truth = true_values(q, spec)
     answer = final_answer(text)
-    final_correct = answer == str(truth[-1])
+    written = (lambda value: q.letter_of(value)) if spec.multiple_choice else str  # the boxed form of a value
+    final_correct = answer == written(truth[-1])
 
     wrong: list[tuple[int, int, int, str]] = []  # (step, line start, error char, kind)
     n_parsed = wrong_hard = taught = typos = 0
@@ -379,7 +408,7 @@ def check_path(
             mb = _BOX_RE.fullmatch(line.strip())
             if not mb:
                 wrong.append((i, start, start, "answer"))
-            elif mb[1].strip() != str(prev):
+            elif mb[1].strip() != written(prev):
                 wrong.append((i, start, start + line.index("{") + 1, "answer"))
             if text[pos:].strip():  # anything after the answer line is malformed
                 wrong.append((i + 1, pos, pos, "format"))
