@@ -44,6 +44,22 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
+def skip_reason(notebook: Path, parameters: dict) -> str | None:
+    """Why a notebook does not apply to the run's model, or None. A notebook that needs something
+    of the model's preset says so in its metadata: ``{"stoplib": {"requires": {"preset": field,
+    "parameter": name}}}`` (it runs when the preset's field is set or the parameter is given)."""
+    from .presets import get_preset
+
+    needs = json.loads(notebook.read_text(encoding="utf-8"))["metadata"].get("stoplib", {}).get("requires")
+    if not needs or parameters.get(needs["parameter"]):
+        return None
+    model = parameters.get("model", "toy")
+    if getattr(get_preset(model), needs["preset"]):
+        return None
+    return (f"model {model!r} has no {needs['preset']} in its preset; set the notebook parameter {needs['parameter']} "
+            "or use a model that has one (e.g. toy-long)")
+
+
 def run_notebooks(
     scale: str = "small",
     *,
@@ -69,6 +85,10 @@ def run_notebooks(
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs, minutes = [], {}
     for nb in notebook_paths(only):
+        reason = skip_reason(nb, extra)
+        if reason:
+            print(f"[stoplib] skipping {nb.name}: {reason}", flush=True)
+            continue
         params = dict(scale=scale, results_root=str(results_root), figures_dir=str(figures_dir), **extra)
         out = out_dir / nb.name
         start = time.time()

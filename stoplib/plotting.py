@@ -346,3 +346,25 @@ def plot_ablation(summary, runs, references: dict[str, float] | None = None,
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_transfer(table, title: str = "STOP across task families") -> "plt.Figure":
+    """One panel per bank (in domain, transfer): avg@k|N of each method with its 95% CI; no
+    pruning as a dashed line (paper Table 8)."""
+    set_style()
+    banks = list(dict.fromkeys(table["bank"]))
+    fig, axes = plt.subplots(1, len(banks), figsize=(4.6 * len(banks), 2.6), sharex=True, squeeze=False)
+    for ax, bank in zip(axes[0], banks):
+        part = table[table["bank"] == bank]
+        base = part[part["signal"] == "no_pruning"].iloc[0]
+        rows = part[part["signal"] != "no_pruning"].reset_index(drop=True)
+        colors = [TYPE_COLORS["IV"] if s == "stop" else TYPE_COLORS["control"] if s == "random" else TYPE_COLORS["III"]
+                  for s in rows["signal"]]
+        ax.hlines(rows["label"], rows["ci_low"], rows["ci_high"], colors=colors, lw=2)
+        ax.scatter(rows["accuracy"], rows["label"], color=colors, s=45, zorder=3)
+        ax.axvline(base["accuracy"], color="k", ls="--", lw=1, label=base["label"])
+        ax.set(title=bank, xlabel="avg@k|N (95% CI over problems)", ylabel="")
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
