@@ -30,12 +30,11 @@ from stoplib.engines.base import Engine, SamplingParams, keep_all  # noqa: E402
 from stoplib.engines.hf import load_model_and_tokenizer  # noqa: E402
 from stoplib.engines.sampling import token_stats  # noqa: E402
 from stoplib.engines.vllm import VLLMEngine, topk_entropy  # noqa: E402
-from stoplib.engines.vllm_stop import ServedStopSignal  # noqa: E402
 from stoplib.pipeline import run_pipeline  # noqa: E402
 from stoplib.problems import Problem  # noqa: E402
 from stoplib.prompts import _as_int_list, build_prompt_ids  # noqa: E402
 from stoplib.signals import top_k  # noqa: E402
-from stoplib.signals.type4 import StopSignal  # noqa: E402
+from stoplib.signals.type4 import ServedStopSignal, StopSignal  # noqa: E402
 from stoplib.stop import StopConfig, StopScorer  # noqa: E402
 
 from .conftest import build_char_tokenizer  # noqa: E402

@@ -180,6 +180,20 @@ def as_token_ids(prompt: Any, index: int) -> list[int]:
     return ids
 
 
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    """End-of-sequence ids: the model's ``generation_config.eos_token_id`` and the tokenizer's."""
+    ids: set[int] = set()
+    gen = getattr(model, "generation_config", None)
+    for value in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the model has no end-of-sequence token (generation_config.eos_token_id)")
+    return ids
+
+
 def keep_all(launch: Launch) -> list[list[int]]:
     """The ``keep`` argument that resumes every path of a launch."""
     return [[path.sample_index for path in group] for group in launch.paths]

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
+from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
 from .kv import GrowingCache, concat_right_aligned
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
 
@@ -194,19 +194,6 @@ def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
         return False
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    gen = getattr(model, "generation_config", None)
-    for value in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    if not ids:
-        raise ValueError("the model has no end-of-sequence token (generation_config.eos_token_id)")
-    return ids
-
-
 @dataclass
 class _Chunk:
     """Decoding state of a batch of rows (engine-private)."""
@@ -274,7 +261,7 @@ class HFEngine:
         self.device = next(model.parameters()).device
         if mmap_threshold is not None and self.device.type == "cpu":
             limit_heap_fragmentation(mmap_threshold)  # process-wide; None leaves malloc alone
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else min(self.eos_ids)
         self._eos_tensor = torch.tensor(sorted(self.eos_ids), device=self.device)

@@ -101,7 +101,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
+from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
 
 ENTROPY_KINDS = ("topk", "full", "none")
 
@@ -175,8 +175,6 @@ def _load_eos_ids(model_path: str, tokenizer: Any, revision: str | None, trust_r
     """End-of-sequence ids exactly as the HF engine takes them (generation config + tokenizer)."""
     from transformers import GenerationConfig
 
-    from .hf import _eos_ids
-
     try:
         gen = GenerationConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
     except OSError:  # no generation_config.json: transformers derives one from config.json
@@ -188,7 +186,7 @@ def _load_eos_ids(model_path: str, tokenizer: Any, revision: str | None, trust_r
     class _Shim:
         generation_config = gen
 
-    return _eos_ids(_Shim(), tokenizer)
+    return eos_ids(_Shim(), tokenizer)
 
 
 class VLLMEngine:
@@ -206,7 +204,8 @@ class VLLMEngine:
 
     ``stop_checkpoint=dir`` serves a STOP checkpoint (``StopScorer.save_pretrained``) inside vLLM:
     ``stop_scores(launch)`` is Check on the prefix cache, ``stop_score(prefixes)`` scores any
-    prefixes (``stoplib.engines.vllm_stop``; ``ServedStopSignal`` wraps both for the pipeline).
+    prefixes (``stoplib.engines.vllm_stop``; ``stoplib.signals.type4.ServedStopSignal`` wraps both
+    for the pipeline).
     Generation is unchanged (the base model). Needs in_process=True or the plugin entry point.
 
     vLLM starts with ``skip_tokenizer_init=True`` (token ids in and out; the engine's own

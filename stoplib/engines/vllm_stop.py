@@ -25,6 +25,8 @@ So Check is a plain request ``prompt + prefix + [V] * M`` with ``max_tokens=1, l
 prompt + prefix blocks are served by the prefix cache that Launch filled (computed without the
 adapter, as in training), only the M [STOP] positions (and the last partial block) are encoded,
 and the blocks holding [STOP] ids are hashed with those ids, so Resume requests never reuse them.
+The engine side is ``VLLMEngine.stop_score`` / ``stop_scores``; the pipeline's signal over them is
+``stoplib.signals.type4.ServedStopSignal``.
 
 Limits (all checked, with an error): tensor parallel size 1, pipeline parallel size 1, no
 quantization, Llama/Qwen2-style layers (``qkv_proj``/``o_proj``/``gate_up_proj``/``down_proj``).
@@ -43,9 +45,6 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-
-from ..signals.base import Signal
-from ..signals.type4 import StopSignal
 
 STOP_ARCHS = {
     "LlamaForCausalLM": "StopLlamaForCausalLM",
@@ -290,30 +289,6 @@ def scores_from_outputs(outputs: Sequence[Any]) -> np.ndarray:
         z = found[1] - found[0]
         out[r] = 1.0 / (1.0 + np.exp(-z))
     return out
-
-
-class ServedStopSignal(Signal):
-    """STOP scores computed inside a ``VLLMEngine`` started with ``stop_checkpoint=``.
-
-    ``score_launch`` is the paper's Check on the paused paths (on top of the prefix cache);
-    ``score`` scores any prefixes (replay on a bank) through the same engine. The same signal as
-    ``StopSignal`` (``info`` is shared), executed by vLLM instead of an HF copy of the model.
-    """
-
-    info = StopSignal.info
-
-    def __init__(self, engine: Any) -> None:
-        if getattr(engine, "stop_num_tokens", None) is None:
-            raise ValueError("the engine serves no STOP checkpoint (VLLMEngine(..., stop_checkpoint=dir))")
-        self.engine = engine
-
-    def score(self, prefixes: Sequence[Any], problem: Any = None) -> np.ndarray:
-        return self.engine.stop_score([p.prompt_ids + p.token_ids for p in prefixes])
-
-    def score_launch(self, engine: Any, launch: Any) -> dict[tuple[int, int], float] | None:
-        if engine is not self.engine:
-            return None
-        return self.engine.stop_scores(launch)
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing this module must not import vLLM's models

@@ -1,4 +1,7 @@
-"""Type IV — internal, learnable: STOP reads the generating model's own KV cache."""
+"""Type IV — internal, learnable: STOP reads the generating model's own KV cache.
+
+``StopSignal`` runs the HF scorer; ``ServedStopSignal`` runs the same STOP inside vLLM.
+"""
 
 from __future__ import annotations
 
@@ -47,3 +50,29 @@ class StopSignal(Signal):
             probs = torch.sigmoid(self.scorer.score_cache(cache, mask)).cpu().numpy()
             out.update({(p.prompt_index, p.sample_index): float(s) for p, s in zip(paths, probs)})
         return out
+
+
+class ServedStopSignal(Signal):
+    """STOP scores computed inside a ``VLLMEngine`` started with ``stop_checkpoint=``.
+
+    ``score_launch`` is the paper's Check on the paused paths (on top of the prefix cache, the
+    engine's ``stop_scores``); ``score`` scores any prefixes (replay on a bank) through the same
+    engine (its ``stop_score``). The same signal as ``StopSignal`` (``info`` is shared), executed
+    by vLLM instead of an HF copy of the model.
+    """
+
+    info = StopSignal.info
+
+    def __init__(self, engine: Any) -> None:
+        if getattr(engine, "stop_num_tokens", None) is None:
+            raise ValueError("the engine serves no STOP checkpoint (VLLMEngine(..., stop_checkpoint=dir))")
+        self.engine = engine
+
+    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+        return self.engine.stop_score([p.prompt_ids + p.token_ids for p in prefixes])
+
+    def score_launch(self, engine: Any, launch: Launch) -> dict[tuple[int, int], float] | None:
+        """Scores keyed by (prompt index, sample index) when ``engine`` is the serving one, else None."""
+        if engine is not self.engine:
+            return None
+        return self.engine.stop_scores(launch)
