@@ -100,11 +100,9 @@ def settings(config: RunConfig, grid: Mapping[str, Sequence[float]], seeds: Sequ
 def training_jobs(grid_settings: Sequence[Setting]) -> list[tuple[RunConfig, str]]:
     """The STOP trainings of the settings, once each (the default value is shared by the axes),
     for :func:`stoplib.stages.train_parallel`."""
-    from .store import config_hash
-
     jobs: dict[str, tuple[RunConfig, str]] = {}
     for s in grid_settings:
-        jobs.setdefault(config_hash({"stop": s.config.stop, "train": s.config.train}), (s.config, "stop"))
+        jobs.setdefault(_key(s), (s.config, "stop"))
     return list(jobs.values())
 
 
@@ -208,6 +206,7 @@ def compare_with(scored: AblationScores, reference: np.ndarray, *, n_boot: int =
 
 
 def _key(s: Setting) -> str:
+    """What identifies a setting's checkpoint besides the shared labels: its STOP and training configs."""
     from .store import config_hash
 
     return config_hash({"stop": s.config.stop, "train": s.config.train})

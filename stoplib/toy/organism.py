@@ -110,6 +110,11 @@ def llama_config(config: OrganismConfig, vocab_size: int, bos: int, eos: int, pa
     )
 
 
+def _max_new_tokens(config: OrganismConfig) -> int:
+    """Room for the longest path of the organism's tasks (at most 9 characters a step, plus the answer)."""
+    return max(192, 32 + 9 * max(spec.n_steps for spec in (config.task, *config.more_tasks)))
+
+
 def _lr_at(step: int, config: OrganismConfig) -> float:
     """Linear warmup, then cosine decay to ``lr * min_lr_ratio``."""
     if step < config.warmup_steps:
@@ -208,8 +213,7 @@ def build_organism(
         model.eval()
         model.generation_config = GenerationConfig(
             bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, do_sample=True,
-            temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=max(192, 32 + 9 * max(s.n_steps for s in
-                                                                                    (config.task, *config.more_tasks))),
+            temperature=0.6, top_p=0.95, top_k=40, max_new_tokens=_max_new_tokens(config),
         )
         # written beside the target and swapped in at the end: a killed build leaves the old weights
         out_dir.parent.mkdir(parents=True, exist_ok=True)
