@@ -23,7 +23,6 @@ from stoplib.store import (
     atomic_write_text,
     config_hash,
     load_metrics,
-    merge_jsonl,
     provenance,
     read_json,
     read_jsonl,
@@ -279,28 +278,6 @@ def test_jsonl_log_survives_sigkill(tmp_path):
     recs = read_jsonl(p)
     assert [r["id"] for r in recs] == [f"k{i:04d}" for i in range(n)]
     assert [r["i"] for r in recs] == list(range(n))
-
-
-# --------------------------------------------------------------------------- merge
-
-
-def test_merge_jsonl(tmp_path):
-    a, b, c, out = (tmp_path / f"{x}.jsonl" for x in ("a", "b", "c", "out"))
-    with JsonlLog(a, key="id") as log:
-        log.extend([{"id": 1, "v": 1.5}, {"id": 2, "v": [1, 2]}])
-    with JsonlLog(b, key="id") as log:
-        log.extend([{"v": [1, 2], "id": 2}, {"id": 3, "v": None}])  # identical duplicate of id 2
-    with open(b, "ab") as f:
-        f.write(b'{"id": 4')  # a crashed shard's torn tail is ignored
-    assert merge_jsonl([a, b], out, key="id") == 3
-    assert [r["id"] for r in read_jsonl(out)] == [1, 2, 3]
-    with JsonlLog(out, key="id") as log:  # the merged file is itself a valid log
-        assert list(log.keys()) == [1, 2, 3]
-    with JsonlLog(c, key="id") as log:
-        log.append({"id": 3, "v": 0})
-    with pytest.raises(ValueError, match=r"conflicting records for key 3 in .*b\.jsonl and .*c\.jsonl"):
-        merge_jsonl([a, b, c], tmp_path / "bad.jsonl", key="id")
-    assert not (tmp_path / "bad.jsonl").exists()
 
 
 # --------------------------------------------------------------------------- provenance + metrics
