@@ -24,11 +24,9 @@ from typing import Any
 
 from . import params
 from .engines.base import SamplingParams
-from .labels import LabelConfig
 from .presets import SCALES, Sizes, get_preset
 from .prompts import PromptConfig
-from .stop import StopConfig
-from .train import TrainConfig
+from .stage_configs import LabelConfig, StopConfig, TrainConfig
 
 ENGINES = ("hf", "vllm")
 

@@ -23,43 +23,16 @@ import hashlib
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
-from .engines.base import Engine, SamplingParams
+from .engines.base import Engine
 from .grading import grade
 from .parallel import run_in_processes
 from .problems import Problem
+from .stage_configs import LabelConfig
 from .store import JsonlLog, atomic_write_json, atomic_write_text, read_jsonl
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    """Every number of the construction; defaults are the paper's."""
-
-    n_filter: int = 32
-    band: tuple[int, int] = (4, 28)  # inclusive, in correct paths out of n_filter
-    prefix_lens: tuple[int, ...] = (2048,)
-    k_rollouts: int = 32
-    sampling: SamplingParams = SamplingParams()
-    max_prefixes_per_problem: int | None = None  # None: every filtering path that reaches L
-    val_fraction: float = 0.1
-    exclude_ids: tuple[str, ...] = ()  # decontamination: evaluation problems never used
-    batch_prefixes: int = 64  # prefixes whose rollouts are sampled in one engine call
-    model: str = ""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        low, high = self.band
-        if not 0 <= low <= high <= self.n_filter:
-            raise ValueError(f"band {self.band} must satisfy 0 <= low <= high <= n_filter={self.n_filter}")
-        if not self.prefix_lens or min(self.prefix_lens) < 1:
-            raise ValueError(f"prefix_lens must be positive, got {self.prefix_lens}")
-        if self.k_rollouts < 1:
-            raise ValueError(f"k_rollouts must be >= 1, got {self.k_rollouts}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 def split_of(problem_id: str, val_fraction: float, seed: int = 0) -> str:

@@ -20,165 +20,29 @@ head + [STOP] embedding in ``stop_head.safetensors``. The authors' released layo
 (``adapter/classifier/``, ``classifier_head.pth``, ``assess_token_embedding.pth``,
 ``assess_token_config.json``, a 2-way head) loads through ``from_authors_checkpoint``;
 their ``.pth`` files are read with ``torch.load(weights_only=True)`` (no pickled code runs).
+
+``StopConfig`` is defined in :mod:`stoplib.stage_configs`; the batching STOP shares with the
+text verifier in :mod:`stoplib.prefix_scorer`.
 """
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# Also importable from here: JsonConfig, ALL_LINEAR, PrefixScorer, left_pad, MIN_SHARED_TOKENS, common_prefix_len.
+from .prefix_scorer import (MIN_SHARED_TOKENS, PrefixScorer, common_prefix_len, decoder_body,  # noqa: F401
+                            left_pad, present_lora_targets)
+from .stage_configs import ALL_LINEAR, JsonConfig, StopConfig  # noqa: F401
+
 _PEFT_OF_BASE = "_stoplib_peft_model"  # a base model's PeftModel, shared by every STOP module on it
 FORMAT_VERSION = 1
-
-
-class JsonConfig:
-    """JSON round trip for frozen config dataclasses with a ``target_modules`` tuple."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)  # type: ignore[call-overload]
-        d["target_modules"] = list(d["target_modules"])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(d) - names - {"format_version", "hidden_size"}
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
-        d = {k: v for k, v in d.items() if k in names}
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class StopConfig(JsonConfig):
-    """Architecture of a STOP module. Defaults: M=4 tokens, all-linear LoRA r=8, alpha=2r.
-
-    ``use_adapter=False`` is the paper's "w/o adapter" ablation: no LoRA, and the [STOP]
-    embedding is frozen, so only the head trains — a linear probe on the frozen model's
-    final state at the last [STOP] position.
-    """
-
-    token: str = "[STOP]"
-    num_tokens: int = 4
-    use_adapter: bool = True
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ALL_LINEAR
-    base_model: str = ""
-    base_revision: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        from . import params
-
-        params.text("token", self.token)
-        params.positive_int("num_tokens", self.num_tokens)
-        if self.use_adapter:
-            params.positive_int("lora_r", self.lora_r)
-            params.number("lora_alpha", self.lora_alpha, 0, float("inf"))
-            if not (isinstance(self.lora_dropout, (int, float)) and 0 <= self.lora_dropout < 1):
-                raise ValueError(f"parameter lora_dropout={self.lora_dropout!r}: expected a number in [0, 1)")
-            if not self.target_modules or not all(isinstance(m, str) for m in self.target_modules):
-                raise ValueError(f"parameter target_modules={self.target_modules!r}: expected module names")
-
-
-
-def _decoder(model: nn.Module) -> nn.Module:
-    """The transformer body (no LM head) of a causal LM, through any peft wrapper."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder()
-
-
-def _present_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
-    """The names in ``targets`` of the model's linear layers (also when another adapter wraps them)."""
-    names = {name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-             if isinstance(mod, nn.Linear) and not name.endswith(".base_layer") or hasattr(mod, "base_layer")}
-    found = [t for t in targets if t in names]
-    if not found:
-        raise ValueError(f"none of the LoRA target modules {list(targets)} exist in the model (linear layers: {sorted(names)})")
-    return found
-
-
-#: Sequences of a scoring batch that share at least this many leading tokens encode them once.
-MIN_SHARED_TOKENS = 8
-
-
-def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the longest common prefix of token sequences (0 for fewer than two)."""
-    if len(seqs) < 2:
-        return 0
-    first, n = seqs[0], min(len(s) for s in seqs)
-    for i in range(n):
-        token = first[i]
-        if any(s[i] != token for s in seqs):
-            return i
-    return n
-
-
-class PrefixScorer(nn.Module):
-    """What STOP and the text verifier share: batched scoring of token-id prefixes.
-
-    Subclasses define ``forward(input_ids, attention_mask) -> logits (B,)`` on left-padded
-    prefixes, ``encode_shared(ids) -> cache`` (a one-row KV cache of a shared beginning) and
-    ``logits_on_cache(cache, ids, mask)`` (the logits of rows that continue that cache with
-    ``ids``), ``head`` and ``tokenizer``; ``stoplib.train.train_stop`` trains any of them.
-    """
-
-    head: nn.Linear
-    tokenizer: Any
-
-    @torch.no_grad()
-    def score(self, prefixes: Sequence[Sequence[int]], batch_size: int = 32) -> torch.Tensor:
-        """Probabilities (N,) for token-id prefixes (prompt + generated prefix).
-
-        The leading tokens a batch shares (the prompt of one problem's paths) are encoded once
-        and their KV cache extended by each row's rest: the same numbers as encoding every row
-        whole (up to float rounding), at a fraction of the cost for long prompts.
-        """
-        out = []
-        for start in range(0, len(prefixes), batch_size):
-            out.append(torch.sigmoid(self.logits(prefixes[start : start + batch_size])))
-        return torch.cat(out) if out else torch.zeros(0)
-
-    def logits(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Logits (B,) of a batch of token-id sequences (shared beginning encoded once)."""
-        seqs = [list(s) for s in seqs]
-        if not seqs or any(len(s) == 0 for s in seqs):
-            raise ValueError("cannot score an empty batch or an empty sequence")
-        shared = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1)
-        if shared < MIN_SHARED_TOKENS:
-            ids, mask = left_pad(seqs, self.pad_id, self.device)
-            return self(ids, mask)
-        cache = self.encode_shared(torch.tensor([seqs[0][:shared]], device=self.device))
-        cache.batch_repeat_interleave(len(seqs))
-        ids, rest = left_pad([s[shared:] for s in seqs], self.pad_id, self.device)
-        mask = torch.cat([torch.ones((len(seqs), shared), dtype=rest.dtype, device=self.device), rest], dim=1)
-        return self.logits_on_cache(cache, ids, mask)
-
-    def encode_shared(self, ids: torch.Tensor) -> Any:
-        raise NotImplementedError
-
-    def logits_on_cache(self, cache: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    @property
-    def device(self) -> torch.device:
-        return self.head.weight.device
-
-    @property
-    def pad_id(self) -> int:
-        pad = getattr(self.tokenizer, "pad_token_id", None)
-        return int(pad) if pad is not None else int(self.tokenizer.eos_token_id)
+_decoder = decoder_body  # the name stoplib.attention imports
 
 
 class StopScorer(PrefixScorer):
@@ -212,7 +76,7 @@ class StopScorer(PrefixScorer):
 
             lora = LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=_present_targets(base_model, config.target_modules), bias="none",
+                target_modules=present_lora_targets(base_model, config.target_modules), bias="none",
             )
             shared = base_model.__dict__.get(_PEFT_OF_BASE)
             if shared is None:  # the first STOP module on this base model
@@ -276,7 +140,7 @@ class StopScorer(PrefixScorer):
     def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         """Stage 1: KV cache of left-padded prefixes (B, S) from the base model, adapter off."""
         with self._adapter(False):
-            out = _decoder(self.model)(
+            out = decoder_body(self.model)(
                 input_ids=input_ids, attention_mask=attention_mask,
                 position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
             )
@@ -292,7 +156,7 @@ class StopScorer(PrefixScorer):
         width = input_ids.shape[1]
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
         with self._adapter(False):
-            out = _decoder(self.model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+            out = decoder_body(self.model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
                                        past_key_values=cache, use_cache=True)
         return out.past_key_values
 
@@ -315,7 +179,7 @@ class StopScorer(PrefixScorer):
         positions = attention_mask.sum(-1, keepdim=True) + torch.arange(m, device=attention_mask.device)
         try:
             with self.adapter_on():
-                out = _decoder(self.model)(
+                out = decoder_body(self.model)(
                     inputs_embeds=embeds, attention_mask=torch.cat([attention_mask, ones], dim=1),
                     position_ids=positions, past_key_values=cache, use_cache=True,
                 )
@@ -437,19 +301,6 @@ def _load_adapter(scorer: StopScorer, adapter_dir: Path) -> None:
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{adapter_dir}: adapter weights that fit no layer: {result.unexpected_keys[:5]}")
     scorer._set_adapter(False)
-
-
-def left_pad(seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists into (ids, mask) tensors (B, S)."""
-    if not seqs or any(len(s) == 0 for s in seqs):
-        raise ValueError("cannot pad an empty batch or an empty sequence")
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        ids[r, width - len(s):] = torch.as_tensor(s, dtype=torch.long)
-        mask[r, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _check_shape(loaded: torch.Tensor, expected: torch.Tensor, where: Path, what: str = "head") -> None:

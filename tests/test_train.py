@@ -124,8 +124,8 @@ def test_training_on_cached_prefix_states_equals_reencoding(tiny_model_dir, tmp_
 
 
 def test_prefix_states_rebuild_the_stage_one_cache(tiny_model_dir):
-    from stoplib.stop import left_pad
-    from stoplib.train import PrefixStates
+    from stoplib.prefix_scorer import left_pad
+    from stoplib.prefix_states import PrefixStates
 
     scorer = make_scorer(tiny_model_dir)
     records = [LabelRecord(tuple([1, 9, 9, 9] + [10 + i] * (i % 5 + 1)), 0.5) for i in range(7)]
@@ -163,7 +163,7 @@ def _outcome(run_dir):
 
 @pytest.mark.slow
 def test_a_run_killed_at_any_step_of_any_epoch_resumes_to_the_same_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
-    import stoplib.train as train_module
+    import stoplib.epoch_commits as commits
 
     train, val = synthetic(48, 7), synthetic(16, 8)
     config = TrainConfig(lr=1e-2, epochs=2, batch_size=16, warmup_steps=1, seed=3)
@@ -180,10 +180,10 @@ def test_a_run_killed_at_any_step_of_any_epoch_resumes_to_the_same_checkpoint(ti
                 if name == step and seen.count(step) == epoch:
                     raise Killed(f"epoch {epoch} at {step}")
 
-            monkeypatch.setattr(train_module, "_COMMIT_HOOK", hook)
+            monkeypatch.setattr(commits, "_COMMIT_HOOK", hook)
             with pytest.raises(Killed):
                 train_stop(make_scorer(tiny_model_dir), train, val, config, run, progress=False)
-            monkeypatch.setattr(train_module, "_COMMIT_HOOK", None)
+            monkeypatch.setattr(commits, "_COMMIT_HOOK", None)
             result = train_stop(make_scorer(tiny_model_dir), train, val, config, run, progress=False)
             assert len(result.history) == 2
             last, best, history = _outcome(run)
@@ -196,13 +196,13 @@ def test_a_run_killed_at_any_step_of_any_epoch_resumes_to_the_same_checkpoint(ti
 def test_a_full_disk_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):
     import errno
 
-    import stoplib.train as train_module
+    import stoplib.epoch_commits as commits
 
     def full(name):
         if name == "train_state":
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(train_module, "_COMMIT_HOOK", full)
+    monkeypatch.setattr(commits, "_COMMIT_HOOK", full)
     with pytest.raises(OSError, match=r"no space left on the device of .*run.*resumes from the last complete epoch"):
         train_stop(make_scorer(tiny_model_dir), synthetic(16, 9), synthetic(8, 10),
                    TrainConfig(epochs=1, batch_size=8), tmp_path / "run", progress=False)

@@ -3,7 +3,7 @@
     python tests/train_job.py MODEL_DIR OUT_DIR [STEP N MARKER]
 
 With ``STEP N MARKER`` the run stops inside the N-th commit step named STEP of this process
-(see ``stoplib.train._COMMIT_HOOK``): it writes MARKER and waits there to be killed.
+(see ``stoplib.epoch_commits._COMMIT_HOOK``): it writes MARKER and waits there to be killed.
 """
 
 import sys
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from stoplib import train  # noqa: E402
+from stoplib import epoch_commits, train  # noqa: E402
 from tests.test_train import make_scorer, synthetic  # noqa: E402
 
 CONFIG = train.TrainConfig(lr=1e-2, epochs=4, batch_size=16, warmup_steps=2, seed=5)
@@ -33,7 +33,7 @@ def pause_at(step: str, occurrence: int, marker: Path) -> None:
             marker.write_text(f"paused at {step} #{occurrence}")
             time.sleep(600)
 
-    train._COMMIT_HOOK = hook
+    epoch_commits._COMMIT_HOOK = hook
 
 
 if __name__ == "__main__":
