@@ -151,7 +151,7 @@ def test_ablations():
     assert t5.loc[t5.avg_32_256.idxmax(), "n_tokens"] == 6
     assert t5.avg_32_256[0] == paper.main_table().baseline_acc[0] == 30.10  # suspicious, as printed
     t6 = paper.lora_rank_ablation()
-    # All-linear LoRA on Qwen2.5-1.5B: 1,154,048 parameters per unit of rank.
+    # All-linear LoRA on Qwen2.5-1.5B: 1,154,048 parameters per unit of rank (see below).
     assert np.allclose(t6.params_m, np.round(1_154_048 * t6["rank"] / 1e6, 1))
     assert t6.loc[t6.avg_8_64.idxmax(), "rank"] == 128
 
@@ -188,8 +188,12 @@ def test_constants():
     assert paper.SAMPLING == {"temperature": 0.6, "top_p": 0.95, "top_k": 40}
     assert (paper.PROTOCOL["n_paths"], paper.PROTOCOL["k_keep"], paper.PROTOCOL["prefix_len"]) == (64, 8, 2048)
     assert set(paper.PROTOCOL["max_new_tokens"]) == set(paper.MODEL_NAMES)
-    for name, t in paper.TRAINING.items():
-        assert t["global_batch"] == 128 and t["lora_alpha"] == 2 * t["lora_rank"], name
+    # Table 12, typed again: (per-device batch, gradient accumulation, LoRA rank, alpha) per model.
+    table12 = {"DS-Qwen-2.5-1.5B": (16, 1, 128, 256), "DS-Qwen-2.5-7B": (8, 2, 256, 512),
+               "DS-Qwen-3-8B": (8, 2, 256, 512), "GPT-OSS-20B": (2, 8, 2048, 4096)}
+    assert {name: (t["per_device_batch_size"], t["grad_accum"], t["lora_rank"], t["lora_alpha"])
+            for name, t in paper.TRAINING.items()} == table12
+    assert {t["global_batch"] for t in paper.TRAINING.values()} == {128}  # 8 GPUs x batch x accumulation
     assert set(paper.MODELS) == set(paper.MODEL_NAMES) == set(paper.TRAINING)
     assert paper.MODELS["DS-Qwen-2.5-1.5B"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert paper.INFERRED_MODEL_IDS == {"DS-Qwen-3-8B"}
@@ -204,6 +208,65 @@ def test_claims():
     assert paper.claim("main_1.5b_aime24") == (
         "STOP 37.92 vs avg@64 30.10 on AIME24 with DS-Qwen-2.5-1.5B, tokens 782.3k -> 204.3k (-73.88%)")
     assert "77.46" in paper.claim("main_20b_gpqa") and "65.55" in paper.claim("main_20b_gpqa")
-    assert all(isinstance(v, str) and v for v in paper.claims().values())
     with pytest.raises(KeyError):
         paper.claim("nope")
+
+
+def test_written_claims_agree_with_the_tables():
+    """Claims whose numbers are written out in paper.claims() say what the tables hold."""
+    t13 = paper.retrain_table()
+    row = t13[(t13.model == "DS-Qwen-3-8B") & (t13.dataset == "AIME25")].iloc[0]
+    assert f"Type II-retrain {row.type2_retrain_acc:.2f} vs STOP {row.stop_acc:.2f}" in paper.claim("retrain_exception")
+    t6 = paper.lora_rank_ablation()
+    best = t6.loc[t6.avg_8_64.idxmax()]
+    assert f"rank is {int(best['rank'])} ({best.params_m}M params, {best.avg_8_64:.2f} avg@8|64" in paper.claim("lora_rank")
+    t5 = paper.stop_tokens_ablation()
+    assert f"tokens is {int(t5.loc[t5.avg_32_256.idxmax(), 'n_tokens'])} " in paper.claim("stop_tokens")
+    overhead = paper.claim("overhead")
+    for method, (seconds, _) in paper.TABLE7.items():
+        assert f"{method} {seconds:.2f} s" in overhead, method
+    assert f"({paper.TABLE7['STOP'][1]:.2f}%)" in overhead and f"({paper.TABLE7['Type II'][1]:.2f}%)" in overhead
+    assert [int(s) for s in paper.claim("aimo3").replace(",", " ").split() if s.isdigit()] == list(paper.AIMO3.values())
+    p = paper.PROTOCOL
+    assert f"all {len(paper.main_table())} rows" in paper.claim("main_best_everywhere")
+    assert f"({p['n_paths']} paths pruned to {p['k_keep']} at {p['prefix_len']:,} tokens)" in \
+        paper.claim("main_best_everywhere")
+
+
+def test_lora_parameters_per_rank_follow_from_qwen2_5_1_5b():
+    """Table 6's 1,154,048 parameters per unit of rank: A (in x r) + B (r x out) for each of the seven
+    linear layers, over Qwen2.5-1.5B's 28 layers (hidden 1,536, MLP 8,960, 2 KV heads of 128)."""
+    hidden, mlp, kv, layers = 1536, 8960, 2 * 128, 28
+    shapes = [(hidden, hidden), (hidden, kv), (hidden, kv), (hidden, hidden),  # q, k, v, o
+              (hidden, mlp), (hidden, mlp), (mlp, hidden)]  # gate, up, down
+    assert layers * sum(a + b for a, b in shapes) == 1_154_048
+    assert paper.ALL_LINEAR == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def test_cells_typed_a_second_time():
+    """A few cells of each table typed again, so that an accidental edit of stoplib/paper.py fails."""
+    t2 = paper.main_table().set_index(["model", "dataset"])
+    assert tuple(t2.loc[("DS-Qwen-2.5-7B", "GPQA-D"), ["stop_acc", "stop_tokens_k", "stop_reduction_pct"]]) == \
+        (55.75, 165.9, 62.61)
+    assert tuple(t2.loc[("DS-Qwen-3-8B", "HMMT25"), ["baseline_acc", "baseline_tokens_k"]]) == (51.04, 1601.0)
+    assert tuple(t2.loc[("GPT-OSS-20B", "BRUMO25"), ["type3_acc", "type3_tokens_k", "type3_reduction_pct"]]) == \
+        (67.92, 179.0, 68.90)
+    assert tuple(t2.loc[("DS-Qwen-2.5-1.5B", "AIME25"), ["type1_acc", "type2_acc", "type2_tokens_k"]]) == \
+        (24.17, 24.17, 325.0)
+    t13 = paper.retrain_table().set_index(["model", "dataset"])
+    assert tuple(t13.loc[("DS-Qwen-2.5-1.5B", "AIME24"), ["type2_retrain_acc", "type2_retrain_tokens_k",
+                                                          "type2_retrain_reduction_pct"]]) == (37.50, 318.2, 59.33)
+    assert t13.loc[("GPT-OSS-20B", "HMMT25"), "type2_retrain_acc"] == 48.75
+    assert paper.recommendation_table(14).loc[2048, 200] == 10.73
+    assert paper.recommendation_table(15).loc[4096, 600] == 5.39
+    assert paper.recommendation_table(15).loc[1024, 200] == 1.87
+    assert dict(zip(paper.stop_tokens_ablation().n_tokens, paper.stop_tokens_ablation().avg_32_256))[6] == 37.71
+    assert paper.lora_rank_ablation().values.tolist() == [[32, 36.9, 32.50], [64, 73.9, 36.25], [128, 147.7, 36.67],
+                                                          [256, 295.4, 35.83]]
+    assert paper.supervision_ablation().values.tolist()[1] == ["AIME24", "Soft labels (K=32)", 36.67, 53.33]
+    sizes = paper.dataset_sizes().set_index("model")
+    assert tuple(sizes.loc["GPT-OSS-20B"]) == (7872, 2378, 10250, 75.93)
+    overhead = paper.overhead_table().set_index("method")
+    assert tuple(overhead.loc["STOP", ["gen_s", "verify_s", "total_s", "throughput_tok_s"]]) == (34.13, 0.20, 34.33, 960.1)
+    assert paper.SCALING_LAW == {"a": 1.17e4, "b": 0.46, "c": 0.40, "d": 4.55}
+    assert (paper.ZEBRALOGIC["baseline_avg64"], paper.ZEBRALOGIC["stop_avg8_64"]) == (73.73, 77.23)
