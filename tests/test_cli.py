@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stoplib.config import resolve
 from stoplib.presets import PRESETS
 
@@ -16,6 +18,7 @@ def run(*args: str) -> str:
                           text=True, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": ""}).stdout
 
 
+@pytest.mark.slow
 def test_label_then_train_at_tiny_scale(tmp_path):
     root = str(tmp_path / "results")
     out = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--workers", "2", "--quiet"))
@@ -41,8 +44,6 @@ def test_paper_presets_for_the_papers_models():
 
 
 def test_toy_builds_into_the_store_and_leaves_the_shipped_weights(tmp_path):
-    import pytest
-
     from stoplib.cli import main
     from stoplib.toy.organism import WEIGHTS_DIR
 
