@@ -11,8 +11,9 @@ from stoplib.config import resolve
 
 @pytest.mark.parametrize("logprobs", [
     3,
-    pytest.param(0, marks=pytest.mark.xfail(strict=True, raises=ValueError, reason="bank._pack reshapes the empty (T, 0) top-k arrays "
-                                            "with (-1, 0), which numpy cannot infer")),
+    pytest.param(0, marks=pytest.mark.xfail(strict=True, raises=ValueError,
+                                            reason="bank._pack reshapes the empty (T, 0) top-k arrays with (-1, 0), "
+                                            "which numpy cannot infer")),
 ])
 def test_a_bank_round_trips_the_sampled_paths(tmp_path, logprobs):
     config = resolve("tiny")
