@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from .metrics import bootstrap_ci, paired_bootstrap_ci
-from .stop import StopScorer, _decoder, left_pad
+from .prefix_scorer import decoder_body, left_pad
+from .stop import StopScorer
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def stop_attention(scorer: StopScorer, sequence: Sequence[int]) -> tuple[np.ndar
         embeds = scorer.stop_embedding.to(scorer.head.weight.dtype).expand(1, m, -1)
         positions = mask.sum(-1, keepdim=True) + torch.arange(m, device=mask.device)
         with scorer.adapter_on():
-            out = _decoder(scorer.model)(
+            out = decoder_body(scorer.model)(
                 inputs_embeds=embeds, attention_mask=torch.cat([mask, torch.ones((1, m), dtype=mask.dtype)], 1),
                 position_ids=positions, past_key_values=cache, use_cache=True, output_attentions=True,
             )

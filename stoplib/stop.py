@@ -42,7 +42,6 @@ from .stage_configs import ALL_LINEAR, JsonConfig, StopConfig  # noqa: F401
 
 _PEFT_OF_BASE = "_stoplib_peft_model"  # a base model's PeftModel, shared by every STOP module on it
 FORMAT_VERSION = 1
-_decoder = decoder_body  # the name stoplib.attention imports
 
 
 class StopScorer(PrefixScorer):
