@@ -11,8 +11,9 @@ process draws). Process 0 alone writes checkpoints and progress.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -50,11 +51,20 @@ def barrier() -> None:
 
 
 class RowPlan:
-    """The global batch size and this process's rows in it, while a data parallel step runs."""
+    """The global batch size and this process's rows in it, while this process's rows run
+    (:meth:`active`); outside, dropout draws as in one process (a beginning the batch shares)."""
 
     def __init__(self) -> None:
         self.size: int | None = None
         self.rows: list[int] = []
+
+    @contextlib.contextmanager
+    def active(self, size: int, rows: list[int]) -> Iterator[None]:
+        self.size, self.rows = size, rows
+        try:
+            yield
+        finally:
+            self.size, self.rows = None, []
 
 
 class RowDropout(torch.nn.Module):
@@ -89,24 +99,20 @@ def install_row_dropout(scorer: Any, plan: RowPlan) -> Callable[[], None]:
     return restore
 
 
-def data_parallel_step(scorer: Any, batch: list[int], loss_sum: Callable[[list[int]], torch.Tensor],
+def data_parallel_step(scorer: Any, batch: list[int],
+                       loss_sum: Callable[[list[int], Callable[[], ContextManager[None]]], torch.Tensor],
                        grad_accum: int, plan: RowPlan, rank: int, world: int) -> float:
     """Forward and backward of this process's rows of ``batch`` (its share of the batch's mean
-    loss; ``loss_sum(rows)``: the summed loss of those rows); returns the batch's mean loss over
-    every process."""
+    loss; ``loss_sum(mine, on_rows)``: the summed loss of the batch's positions ``mine``, with
+    ``on_rows()`` entered around their forward); returns the batch's mean loss over every process."""
     import torch.distributed as dist
 
     mine = list(range(rank, len(batch), world))
-    rows = [batch[j] for j in mine]
     total = torch.zeros((), dtype=torch.float64, device=scorer.device)
-    if rows:
-        plan.size, plan.rows = len(batch), mine
-        try:
-            with scorer.adapter_on():
-                loss = loss_sum(rows)
-                (loss / (len(batch) * grad_accum)).backward()
-        finally:
-            plan.size, plan.rows = None, []
+    if mine:
+        with scorer.adapter_on():
+            loss = loss_sum(mine, lambda: plan.active(len(batch), mine))
+            (loss / (len(batch) * grad_accum)).backward()
         total += loss.detach().double()
     dist.all_reduce(total)
     return float(total) / len(batch)

@@ -6,7 +6,8 @@ peft-wrapped model and the LoRA target names a model has.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from torch import nn
@@ -81,20 +82,30 @@ class PrefixScorer(nn.Module):
             out.append(torch.sigmoid(self.logits(prefixes[start : start + batch_size])))
         return torch.cat(out) if out else torch.zeros(0)
 
-    def logits(self, seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Logits (B,) of a batch of token-id sequences (shared beginning encoded once)."""
+    def logits(self, seqs: Sequence[Sequence[int]], rows: Sequence[int] | None = None,
+               on_rows: Callable[[], ContextManager[Any]] = nullcontext) -> torch.Tensor:
+        """Logits (B,) of a batch of token-id sequences (shared beginning encoded once).
+
+        ``rows``: only those rows of the batch, laid out as in the whole batch (its padded width
+        and shared beginning), with ``on_rows()`` entered around their forward: what one process
+        of a data parallel group computes of a global batch (``stoplib.distributed``).
+        """
         seqs = [list(s) for s in seqs]
         if not seqs or any(len(s) == 0 for s in seqs):
             raise ValueError("cannot score an empty batch or an empty sequence")
+        picked = list(range(len(seqs))) if rows is None else list(rows)
         shared = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1)
         if shared < MIN_SHARED_TOKENS:
             ids, mask = left_pad(seqs, self.pad_id, self.device)
-            return self(ids, mask)
+            with on_rows():
+                return self(ids[picked], mask[picked])
         cache = self.encode_shared(torch.tensor([seqs[0][:shared]], device=self.device))
-        cache.batch_repeat_interleave(len(seqs))
+        cache.batch_repeat_interleave(len(picked))
         ids, rest = left_pad([s[shared:] for s in seqs], self.pad_id, self.device)
-        mask = torch.cat([torch.ones((len(seqs), shared), dtype=rest.dtype, device=self.device), rest], dim=1)
-        return self.logits_on_cache(cache, ids, mask)
+        ids, rest = ids[picked], rest[picked]
+        mask = torch.cat([torch.ones((len(picked), shared), dtype=rest.dtype, device=self.device), rest], dim=1)
+        with on_rows():
+            return self.logits_on_cache(cache, ids, mask)
 
     def encode_shared(self, ids: torch.Tensor) -> Any:
         raise NotImplementedError

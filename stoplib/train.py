@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -105,15 +106,19 @@ def _metrics(probs: np.ndarray, records: Sequence[LabelRecord]) -> dict[str, flo
     return metrics
 
 
-def _batch_loss(scorer: StopScorer, records: Sequence[LabelRecord], rows: list[int], config: TrainConfig,
-                states: PrefixStates | None, reduction: str = "mean") -> torch.Tensor:
-    """Soft BCE of the records at ``rows`` (run it with the adapter on)."""
-    recs = [records[i] for i in rows]
-    target = torch.tensor([_target(r, config) for r in recs], device=scorer.device)
+def _batch_loss(scorer: StopScorer, records: Sequence[LabelRecord], batch: list[int], config: TrainConfig,
+                states: PrefixStates | None, reduction: str = "mean", mine: list[int] | None = None,
+                on_rows: Callable[[], ContextManager[Any]] = nullcontext) -> torch.Tensor:
+    """Soft BCE of the records of ``batch`` (run it with the adapter on); with ``mine``, of those
+    positions of the batch only, laid out as in the whole batch, ``on_rows()`` around their
+    forward (one process's share of a data parallel batch)."""
+    rows = batch if mine is None else [batch[j] for j in mine]
+    target = torch.tensor([_target(records[i], config) for i in rows], device=scorer.device)
     if states is not None:
-        logits = scorer.score_cache(*states.batch(rows), restore=False)
+        with on_rows():
+            logits = scorer.score_cache(*states.batch(rows), restore=False)
     else:  # a beginning the batch shares (system turn, few-shot examples) is encoded once
-        logits = scorer.logits([list(r.prefix_token_ids) for r in recs])
+        logits = scorer.logits([list(records[i].prefix_token_ids) for i in batch], rows=mine, on_rows=on_rows)
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
 
 
@@ -231,7 +236,8 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
         for b, batch in enumerate(iterator):
             if world > 1:
                 losses.append(data_parallel_step(
-                    scorer, batch, lambda rows: _batch_loss(scorer, train_records, rows, config, train_states, "sum"),
+                    scorer, batch, lambda mine, on_rows: _batch_loss(scorer, train_records, batch, config, train_states,
+                                                                     "sum", mine, on_rows),
                     config.grad_accum, plan, rank, world))
             else:
                 with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)

@@ -9,20 +9,42 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from stoplib.train import DEFAULT_CACHE_BYTES, TrainConfig, train_stop
+from stoplib.train import DEFAULT_CACHE_BYTES, LabelRecord, TrainConfig, train_stop
 from tests.test_train import make_scorer, synthetic
 
 # 97 records in batches of 16: the last batch has one row, so one process has none of it.
 CONFIG = TrainConfig(lr=1e-2, epochs=3, batch_size=16, grad_accum=2, warmup_steps=2, seed=5)
 RUNS = {"cached": DEFAULT_CACHE_BYTES, "plain": 0}  # on cached prefix states / re-encoding every step
+# The text verifier: LoRA (with dropout) on every position, so each process must lay out its rows as
+# the whole batch is (padded width, a shared beginning encoded once) to draw one process's masks.
+VERIFIER_RUNS = ("verifier", "verifier_shared")
+SHARED = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]  # a beginning every record shares (like a system turn)
 TOLERANCE = 1e-4
 REPO = Path(__file__).resolve().parent.parent
 
 
 def records():
     return synthetic(97, 21), synthetic(30, 22)
+
+
+def verifier_records(name: str):
+    """The records of a verifier run: as they are, or each behind the shared beginning."""
+    if name == "verifier":
+        return records()
+    return tuple([LabelRecord(tuple(SHARED) + r.prefix_token_ids, r.soft_label, r.hard_label, r.problem_id)
+                  for r in part] for part in records())
+
+
+def make_verifier(model_dir):
+    from stoplib.engines.hf import load_model_and_tokenizer
+    from stoplib.signals.verifier import TextVerifier, VerifierConfig
+
+    model, tok = load_model_and_tokenizer(model_dir)
+    torch.manual_seed(0)
+    return TextVerifier(model, tok, VerifierConfig(lora_r=4, lora_alpha=8, lora_dropout=0.1))
 
 
 def launch(*command: str) -> subprocess.CompletedProcess:
@@ -64,6 +86,17 @@ def test_two_processes_train_as_one(tiny_model_dir, tmp_path):
         progress = json.loads((tmp_path / "two" / name / "progress.json").read_text())
         assert progress["epoch"] == CONFIG.epochs and progress["best_epoch"] == one.best_epoch
         assert_same_checkpoint(one.best_dir, tmp_path / "two" / name / "best")
+        print(name, "final train loss: 1 process", one.history[-1]["train_loss"], "2 processes",
+              two[-1]["train_loss"])
+    for name in VERIFIER_RUNS:
+        train_records, val_records = verifier_records(name)
+        one = train_stop(make_verifier(tiny_model_dir), train_records, val_records, CONFIG, tmp_path / "one" / name,
+                         progress=False)
+        two = json.loads((tmp_path / "two" / f"{name}.json").read_text())
+        assert_same_history(one.history, two)
+        for file in ("verifier_head.safetensors", "adapter/adapter_model.safetensors"):
+            a, b = load_file(str(one.best_dir / file)), load_file(str(tmp_path / "two" / name / "best" / file))
+            assert set(a) == set(b) and all((a[k] - b[k]).abs().max() <= TOLERANCE for k in a), file
         print(name, "final train loss: 1 process", one.history[-1]["train_loss"], "2 processes",
               two[-1]["train_loss"])
 
