@@ -23,6 +23,7 @@ import pandas as pd
 
 from .bank import Bank
 from .config import RunConfig
+from .jsonable import table_records as records  # noqa: F401  (notebook 06 calls ablations.records)
 from .metrics import auroc, bank_arrays, bootstrap_ci, paired_bootstrap_ci, replay, score_bank
 from .signals import make_signal
 
@@ -221,13 +222,3 @@ def _positive_int(axis: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"ablation value {axis}={value!r}: expected a positive integer")
     return int(value)
-
-
-def records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows of a table as plain dicts for a metrics file, NaN (not measurable here, e.g. a
-    seed std of one seed) as None."""
-    out = []
-    for row in table.to_dict("records"):
-        out.append({key: (None if isinstance(value, float) and not np.isfinite(value) else
-                          value.item() if isinstance(value, np.generic) else value) for key, value in row.items()})
-    return out

@@ -1,4 +1,5 @@
-"""Plain-JSON form of configs and results, and the content hash that names a result by its config.
+"""Plain-JSON form of configs and results (and of a table's rows for a metrics file), and the
+content hash that names a result by its config.
 
 Only the standard library and numpy are imported here.
 """
@@ -11,9 +12,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HASH_LEN = 12
 
@@ -65,3 +69,13 @@ def canonical_json(obj: Any) -> str:
 def config_hash(config: Any) -> str:
     """Short stable hash (12 hex chars of sha256) of the canonical JSON of ``config``."""
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:HASH_LEN]
+
+
+def table_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a table as plain dicts for a metrics file, NaN (not measurable here, e.g. a
+    seed std of one seed) as None."""
+    out = []
+    for row in table.to_dict("records"):
+        out.append({key: (None if isinstance(value, float) and not np.isfinite(value) else
+                          value.item() if isinstance(value, np.generic) else value) for key, value in row.items()})
+    return out

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .bank import Bank
 from .config import RunConfig
+from .jsonable import table_records as records  # noqa: F401  (notebook 07 calls transfer.records)
 from .metrics import bootstrap_ci, paired_bootstrap_ci, replay, score_bank, signal_auroc
 from .presets import get_preset
 from .signals import Signal
@@ -80,10 +81,3 @@ def comparison(banks: dict[str, Bank], signals: dict[str, Signal], *, n: int, k:
                         "stop_minus_p": d.p_value}
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-def records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The comparison's rows for a metrics file (NaN as None)."""
-    from .ablations import records as table_records
-
-    return table_records(table)
