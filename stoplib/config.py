@@ -24,7 +24,7 @@ from typing import Any
 
 from . import params
 from .engines.base import SamplingParams
-from .presets import SCALES, Sizes, get_preset
+from .presets import PRESETS, SCALES, Sizes, get_preset
 from .prompts import PromptConfig
 from .stage_configs import LabelConfig, StopConfig, TrainConfig
 
@@ -58,7 +58,8 @@ class RunConfig:
     stop: StopConfig
     train: TrainConfig
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    workers: int = 1  # processes for dataset construction and training; changes speed, never results
+    workers: int = 1  # processes for dataset construction and training; changes speed, not results (the
+    # verifier's data parallel training: up to float rounding)
     stop_seeds: int = 1  # STOP initialization seeds compared in notebook 03 (seed, seed+1, ...)
     verifier_epochs: int = 1  # epochs of the Type II text verifier
     threads: int | None = None  # torch threads for this model on CPU (None: torch's default)
@@ -134,12 +135,14 @@ def resolve(
     from .models import materialize
 
     model_path = str(materialize(preset.weights, results_root))
+    labels_model = model_name(model, model_path)
     sampling = overrides.get("sampling") or PAPER_SAMPLING.with_(seed=seed, max_new_tokens=max_new)
     band = (round(4 * sizes.n_filter / 32), round(28 * sizes.n_filter / 32))
     labels = LabelConfig(
         n_filter=sizes.n_filter, band=band, prefix_lens=(sizes.prefix_len,), k_rollouts=sizes.k_rollouts,
         sampling=sampling, max_prefixes_per_problem=sizes.prefixes_per_problem,
-        batch_prefixes=max(1, engine_batch(sizes.batch_size, engine) // sizes.k_rollouts), model=model, seed=seed,
+        batch_prefixes=max(1, engine_batch(sizes.batch_size, engine) // sizes.k_rollouts), model=labels_model,
+        seed=seed,
     )
     stop = StopConfig(lora_r=sizes.lora_r, lora_alpha=2 * sizes.lora_r, base_model=model_path)
     train = TrainConfig(lr=sizes.lr, epochs=sizes.epochs, batch_size=sizes.train_batch, grad_accum=sizes.grad_accum,
@@ -242,6 +245,18 @@ def project_path(path: str | Path) -> str:
     if Path.cwd().resolve() == repo_root() / "notebooks":
         return str(repo_root() / path)
     return str(path)
+
+
+def model_name(model: str, model_path: str) -> str:
+    """How the labels name the model (``LabelConfig.model``: in every label record and in the
+    labels' store key): a preset name or a hub id as given; a model given as a local directory by
+    its content, ``"sha256:<hash>"`` of :func:`stoplib.models.model_identity`, never by its path,
+    so that a copy of the directory elsewhere names (and finds) the same labels."""
+    if model in PRESETS or not Path(model_path).is_dir():
+        return model
+    from .models import model_identity
+
+    return f"sha256:{model_identity(model_path)['sha256']}"
 
 
 def run_name(model: str, engine: str = "hf") -> str:

@@ -13,7 +13,7 @@ import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -304,19 +304,36 @@ def stop_stage(config: RunConfig, variant: str = "stop", *, force: bool = False,
                progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) a STOP variant on the labels; returns (best checkpoint dir, summary)."""
     labels_dir, _ = labels_stage(config, progress=progress)
-    directory = _trained_dir(config, variant)
+    return _training_stage(_trained_dir(config, variant), "STOP training", force,
+                           lambda directory: _train_variant(config, variant, directory, labels_dir, progress))
+
+
+def _training_stage(directory: Path, description: str, force: bool,
+                    train: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """A cached training run: ``train(directory)`` returns its summary, written last
+    (``summary.json``: the run is complete). Under a data parallel launch (``accelerate
+    launch``, ``torchrun``, :func:`stoplib.parallel.run_process_group`) every process trains on
+    its rows of each batch, and process 0 alone holds the run's lock and writes."""
     rank, world = init_distributed()
-    if world > 1:
-        return _stop_stage_data_parallel(config, variant, directory, labels_dir, force, progress, rank)
-    if not force and (directory / "summary.json").exists():
+    if world == 1 and not force and (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
-    with run_lock(directory, "STOP training"):
-        _fresh(directory, force)
-        if (directory / "summary.json").exists():
-            return directory / "best", read_json(directory / "summary.json")
-        summary = _train_variant(config, variant, directory, labels_dir, progress)
-        atomic_write_json(directory / "summary.json", summary)
-        return directory / "best", summary
+    with run_lock(directory, description) if rank == 0 else contextlib.nullcontext():
+        if rank == 0:
+            _fresh(directory, force)
+        done = [(directory / "summary.json").exists() if rank == 0 else None]
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.broadcast_object_list(done, src=0)
+        if not done[0]:
+            summary = train(directory)
+            if rank == 0:
+                atomic_write_json(directory / "summary.json", summary)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+    return directory / "best", read_json(directory / "summary.json")
 
 
 def _train_variant(config: RunConfig, variant: str, directory: Path, labels_dir: Path,
@@ -334,25 +351,6 @@ def _train_variant(config: RunConfig, variant: str, directory: Path, labels_dir:
     result = train_stop(scorer, train_records, val_records, train, directory, progress=progress)
     return {"variant": variant, "best_epoch": result.best_epoch, "history": result.history,
             "n_train": len(train_records), "n_val": len(val_records)}
-
-
-def _stop_stage_data_parallel(config: RunConfig, variant: str, directory: Path, labels_dir: Path, force: bool,
-                              progress: bool, rank: int) -> tuple[Path, dict[str, Any]]:
-    """``stop_stage`` in one process of a data parallel launch (``accelerate launch``, ``torchrun``):
-    every process trains on its rows of each batch; process 0 holds the run's lock and writes."""
-    import torch.distributed as dist
-
-    with run_lock(directory, "STOP training") if rank == 0 else contextlib.nullcontext():
-        if rank == 0:
-            _fresh(directory, force)
-        done = [(directory / "summary.json").exists() if rank == 0 else None]
-        dist.broadcast_object_list(done, src=0)
-        if not done[0]:
-            summary = _train_variant(config, variant, directory, labels_dir, progress)
-            if rank == 0:
-                atomic_write_json(directory / "summary.json", summary)
-        dist.barrier()
-    return directory / "best", read_json(directory / "summary.json")
 
 
 _BASE_MODELS: dict[str, tuple[Any, Any]] = {}
@@ -442,26 +440,21 @@ def merge_bank(config: RunConfig, shards: int, *, force: bool = False) -> Bank:
 # ---------------------------------------------------------------- Type II verifier
 def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) the external text verifier on the same labels as STOP (Type II-retrain)."""
+    labels_dir, _ = labels_stage(config, progress=progress)
+    return _training_stage(_trained_dir(config, "verifier"), "verifier training", force,
+                           lambda directory: _train_verifier(config, directory, labels_dir, progress))
+
+
+def _train_verifier(config: RunConfig, directory: Path, labels_dir: Path, progress: bool) -> dict[str, Any]:
     from .signals.type2 import TextVerifier, train_verifier
 
-    labels_dir, _ = labels_stage(config, progress=progress)
-    vconfig = verifier_config(config)
-    directory = _trained_dir(config, "verifier")
-    if not force and (directory / "summary.json").exists():
-        return directory / "best", read_json(directory / "summary.json")
-    with run_lock(directory, "verifier training"):
-        _fresh(directory, force)
-        if (directory / "summary.json").exists():
-            return directory / "best", read_json(directory / "summary.json")
-        use_threads(config)
-        torch.manual_seed(config.train.seed)
-        verifier = TextVerifier.from_base(config.model_path, vconfig)
-        result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
-                                load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
-                                tokenizer=load_tokenizer(config), progress=progress)
-        summary = {"best_epoch": result.best_epoch, "history": result.history}
-        atomic_write_json(directory / "summary.json", summary)
-        return directory / "best", summary
+    use_threads(config)
+    torch.manual_seed(config.train.seed)
+    verifier = TextVerifier.from_base(config.model_path, verifier_config(config))
+    result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
+                            load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
+                            tokenizer=load_tokenizer(config), progress=progress)
+    return {"best_epoch": result.best_epoch, "history": result.history}
 
 
 def verifier_train_config(config: RunConfig) -> TrainConfig:
@@ -504,11 +497,14 @@ def _train(config: RunConfig, what: str) -> None:
 def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = None) -> list[tuple[RunConfig, str]]:
     """Train STOP variants and/or the verifier (``what`` in :data:`TRAINABLE`), several at once.
 
-    Each job is an ordinary cached stage run in its own single-threaded process (the organism
-    gains nothing from more threads, so two trainings on two cores take the time of one);
-    finished ones are skipped. The labels are built first, in this process. ``workers``
-    defaults to the first config's ``workers`` (2 for the organism on CPU, 1 elsewhere, where
-    the jobs then run one after another in this process). Returns the jobs that were run.
+    Each STOP job is an ordinary cached stage run in its own single-threaded process (the
+    organism gains nothing from more threads, so two trainings on two cores take the time of
+    one). The verifier, the longest, trains first, data parallel over ``workers`` processes
+    (:mod:`stoplib.distributed`: the same batches and dropout masks as one process, so the same
+    training up to float rounding). Finished jobs are skipped. The labels are built first, in
+    this process. ``workers`` defaults to the first config's ``workers`` (2 for the organism on
+    CPU, 1 elsewhere, where the jobs then run one after another in this process). Returns the
+    jobs that were run.
     """
     for _, what in jobs:
         if what not in TRAINABLE:
@@ -520,11 +516,18 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
     for config in distinct.values():  # before the workers, which would otherwise race to build them
         labels_stage(config, progress=False)
     workers = workers or todo[0][0].workers
-    if workers <= 1 or len(todo) == 1:
+    if workers <= 1:
         for config, what in todo:
             _train(config, what)
-    else:
-        from .parallel import run_in_processes
+        return todo
+    from .parallel import run_in_processes, run_process_group
 
-        run_in_processes(_train, todo, workers, threads=todo[0][0].threads)
+    threads = todo[0][0].threads
+    for job in [job for job in todo if job[1] == "verifier"]:  # the longest: data parallel on every core
+        run_process_group(_train, job, workers, threads=threads or 1)
+    rest = [job for job in todo if job[1] != "verifier"]
+    if len(rest) == 1:
+        _train(*rest[0])
+    elif rest:
+        run_in_processes(_train, rest, workers, threads=threads)
     return todo

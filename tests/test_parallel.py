@@ -43,3 +43,50 @@ def test_train_parallel_trains_each_job_once(tmp_path):
     assert stages.train_parallel(jobs) == []  # cached: nothing runs again
     with pytest.raises(ValueError, match="unknown training"):
         stages.train_parallel([(config, "nonsense")])
+
+
+def group_sum(path: Path) -> None:
+    """Each process of the group adds its rank; process 0 writes the sum and the group size."""
+    import torch
+    import torch.distributed as dist
+
+    from stoplib.distributed import init_distributed
+
+    rank, world = init_distributed()
+    total = torch.tensor([float(rank)])
+    dist.all_reduce(total)
+    if rank == 0:
+        path.write_text(f"{int(total.item())} {world}")
+
+
+def fail_on_rank(rank: int) -> None:
+    if int(os.environ["RANK"]) == rank:
+        sys.exit(4)
+
+
+def test_a_process_group_runs_one_job_on_every_process(tmp_path):
+    from stoplib.parallel import run_process_group
+
+    run_process_group(group_sum, (tmp_path / "sum",), world=2)
+    assert (tmp_path / "sum").read_text() == "1 2"  # 0 + 1, two processes
+    with pytest.raises(RuntimeError, match="process rank-1 of the data parallel group exited with code 4"):
+        run_process_group(fail_on_rank, (1,), world=2)
+    with pytest.raises(ValueError, match="world"):
+        run_process_group(fail_on_rank, (0,), world=0)
+
+
+@pytest.mark.slow
+def test_the_verifier_trains_data_parallel_as_in_one_process(tmp_path):
+    """train_parallel trains the verifier over 2 processes into the same store entry, with the
+    history of one process up to float rounding."""
+    from tests.test_train_parallel import assert_same_history
+
+    one = resolve("tiny", results_root=str(tmp_path / "one"), workers=1)
+    two = resolve("tiny", results_root=str(tmp_path / "two"), workers=2)
+    assert stages.train_parallel([(one, "verifier")]) == [(one, "verifier")]
+    assert stages.train_parallel([(two, "verifier"), (two, "probe")]) == [(two, "verifier"), (two, "probe")]
+    best_one, summary_one = stages.verifier_stage(one, progress=False)
+    best_two, summary_two = stages.verifier_stage(two, progress=False)
+    assert best_one.relative_to(tmp_path / "one") == best_two.relative_to(tmp_path / "two")  # one store key
+    assert_same_history(summary_one["history"], summary_two["history"])
+    assert summary_one["best_epoch"] == summary_two["best_epoch"]
