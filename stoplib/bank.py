@@ -65,12 +65,16 @@ class Bank:
 
 
 def _pack(paths: Sequence[Path]) -> bytes:
+    """One problem's paths as ``.npz`` bytes. The top-k arrays are (total tokens, k), with k = 0
+    when the paths were sampled with ``SamplingParams(logprobs=0)`` (no top log-probabilities)."""
     lengths = np.array([p.generated_tokens for p in paths], dtype=np.int64)
     k = max((p.top_logprobs.shape[1] for p in paths if p.top_logprobs.ndim == 2), default=0)
 
     def cat(arrays, dtype, width=None):
-        parts = [np.asarray(a, dtype=dtype).reshape((-1,) if width is None else (-1, width)) for a in arrays]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+        # Rows are given, never inferred: numpy cannot infer -1 rows of an empty (T, 0) array.
+        parts = [np.asarray(a, dtype=dtype).reshape((-1,) if width is None else (len(p.token_ids), width))
+                 for a, p in zip(arrays, paths)]
+        return np.concatenate(parts) if parts else np.zeros((0,) if width is None else (0, width), dtype)
 
     return _savez(
         lengths=lengths,
