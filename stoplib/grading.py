@@ -5,7 +5,7 @@
 - ``integer``: the last "answer is N" (else the last ``\\boxed{N}``), compared as integers;
 - ``toy``: the organism's last ``\\boxed{...}``, compared exactly.
 
-An empty box is no answer. Votes group answers by the same equivalence (:func:`answer_key`):
+An empty box is no answer. Votes group answers by the same equivalence (:func:`answer_classes`):
 "033", "33" and "33." are one answer, as are ``\\frac{1}{2}`` and ``0.5`` for math.
 
 Math answers are compared with math-verify, gold first: ``verify(parse(gold), parse(pred))``.
@@ -190,29 +190,59 @@ def answers_equal(pred: str, gold: str, kind: str) -> bool:
 def answer_classes(answers: Sequence[str | None], kind: str) -> list[int | None]:
     """Equivalence class of each answer (None stays None): equal ids mean "the same answer".
 
-    Votes count classes, not strings. Integers and letters are compared by value; math answers
-    by math-verify against the first member of each class (in order of appearance).
+    Votes count classes, not strings. The classes depend only on which answers occur, never on
+    their order:
+
+    * answers with one canonical form (:func:`_canonical`) are one answer: integers and letters
+      compared by value ("033", "33" and "33." are 33), other strings after stripping spaces and
+      ``$``;
+    * for math, two canonical forms are also one answer when math-verify finds them equal in
+      either direction (``\\frac{1}{2}`` and ``0.5``; ``2^{10}`` and ``1024``). math-verify's
+      equality need not be transitive, so the classes are its transitive closure: the connected
+      components of the graph whose edges are the equal pairs (if a = b and b = c, then a, b
+      and c are one class even when a = c is not found).
+
+    Class ids number the classes by their first member in ``answers`` (0, 1, ...).
     """
-    out: list[int | None] = []
-    representatives: list[str] = []
-    index: dict[str, int] = {}
-    for answer in answers:
-        if answer is None or not str(answer).strip():
-            out.append(None)
-            continue
-        key = _canonical(answer, kind)
-        if key in index:
-            out.append(index[key])
-            continue
-        found = None
-        if kind == "math" and as_integer(answer) is None:
-            found = next((i for i, rep in enumerate(representatives) if _math_equal(answer, rep)), None)
-        if found is None:
-            found = len(representatives)
-            representatives.append(str(answer))
-        index[key] = found
-        out.append(found)
-    return out
+    keys = [None if answer is None or not str(answer).strip() else _canonical(answer, kind) for answer in answers]
+    parent = {key: key for key in keys if key is not None}
+
+    def find(key: str) -> str:
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    if kind == "math":
+        distinct = sorted(parent)
+        for i, a in enumerate(distinct):
+            for b in distinct[i + 1 :]:
+                if a.startswith("int:") and b.startswith("int:"):
+                    continue  # two different integer values
+                root_a, root_b = find(a), find(b)
+                if root_a != root_b and _same_math_answer(_math_form(a), _math_form(b)):
+                    parent[max(root_a, root_b)] = min(root_a, root_b)
+    ids: dict[str, int] = {}
+    return [None if key is None else ids.setdefault(find(key), len(ids)) for key in keys]
+
+
+def _math_form(key: str) -> str:
+    """The string math-verify compares for a canonical key (an integer's value, else the key)."""
+    return key[4:] if key.startswith("int:") else key
+
+
+def _same_math_answer(a: str, b: str) -> bool:
+    """Whether math-verify finds ``a`` and ``b`` equal in either direction (its ``verify`` is gold
+    first and need not be symmetric)."""
+    a, b = min(a, b), max(a, b)
+    return _same_math_answer_cached(a, b, _timeout())
+
+
+@lru_cache(maxsize=65536)
+def _same_math_answer_cached(a: str, b: str, timeout: int | None) -> bool:
+    # ``timeout`` only keys the cache: a comparison made without a time limit (in a thread) is
+    # not reused where one applies. ``_math_equal`` reads the limit itself.
+    return _math_equal(a, b) or _math_equal(b, a)
 
 
 def _canonical(answer: str, kind: str) -> str:

@@ -219,3 +219,21 @@ def test_answer_classes_group_equivalent_answers():
         [0, 0, 0, None, 1, 1, 2, None]
     assert answer_classes(["b", "B", "C"], "multiple_choice") == [0, 0, 1]
     assert answer_classes(["7", "07", "7."], "integer") == [0, 0, 0]
+
+
+def test_answer_classes_close_a_non_transitive_or_one_sided_equality(monkeypatch):
+    """math-verify's equality is gold-first and need not be transitive: the classes are the connected
+    components of "equal in either direction", whatever the order of the answers."""
+    from stoplib import grading
+
+    one_sided = {("q_1", "q_2"), ("q_3", "q_2")}  # (pred, gold) pairs found equal; nothing else is
+    monkeypatch.setattr(grading, "_math_equal", lambda pred, gold: (pred, gold) in one_sided)
+    grading._same_math_answer_cached.cache_clear()
+    try:
+        for answers in (["q_1", "q_3", "q_2", "q_4"], ["q_2", "q_4", "q_3", "q_1"], ["q_4", "q_3", "q_1", "q_2"]):
+            classes = dict(zip(answers, grading.answer_classes(answers, "math")))
+            assert classes["q_1"] == classes["q_2"] == classes["q_3"] != classes["q_4"], answers
+        assert grading.majority_vote(["q_4", "q_4", "q_1", "q_3", "q_2"], kind="math") == "q_1"  # 3 votes vs 2
+        assert grading.majority_vote(["q_4", "q_4", "q_1", "q_3"], kind="math") == "q_4"  # no q_2 joins q_1, q_3
+    finally:
+        grading._same_math_answer_cached.cache_clear()
