@@ -11,7 +11,7 @@ import pytest
 
 from stoplib import stages
 from stoplib.config import resolve
-from stoplib.store import Store
+from stoplib.store import Store, config_hash
 
 
 class NoEngine:
@@ -47,30 +47,30 @@ def test_a_bank_and_labels_built_with_hf_are_not_found_for_vllm(tmp_path):
     root = str(tmp_path)
     hf, vllm = resolve("tiny", engine="hf", results_root=root), resolve("tiny", engine="vllm", results_root=root)
     stages.bank_stage(hf, progress=False)
-    stages.stop_stage(hf, "probe", progress=False)  # builds the labels first
+    stages.stop_stage(hf, "stop_probe", progress=False)  # builds the labels first
     stages.bank_stage(hf, engine=NoEngine(), progress=False)  # found again under its own key
     stages.labels_stage(hf, engine=NoEngine(), progress=False)
     with pytest.raises(AssertionError, match="needed an engine"):
         stages.bank_stage(vllm, engine=NoEngine(), progress=False)
     with pytest.raises(AssertionError, match="needed an engine"):
         stages.labels_stage(vllm, engine=NoEngine(), progress=False)
-    assert stages.is_trained(hf, "probe") and not stages.is_trained(vllm, "probe")
+    assert stages.is_trained(hf, "stop_probe") and not stages.is_trained(vllm, "stop_probe")
 
 
 def test_a_copy_of_the_model_elsewhere_finds_every_stored_result(two_copies, tmp_path):
     here, there = two_copies
     config = resolve("tiny", results_root=str(tmp_path / "results"))
     stages.bank_stage(at(config, here), progress=False)
-    stages.stop_stage(at(config, here), "probe", progress=False)
+    stages.stop_stage(at(config, here), "stop_probe", progress=False)
     moved = at(config, there)
     stages.bank_stage(moved, engine=NoEngine(), progress=False)
     stages.labels_stage(moved, engine=NoEngine(), progress=False)
-    assert stages.is_trained(moved, "probe")
+    assert stages.is_trained(moved, "stop_probe")
     weights = there / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # one byte of the weights: a different model
     weights.write_bytes(bytes(data))
-    assert not stages.is_trained(moved, "probe")
+    assert not stages.is_trained(moved, "stop_probe")
     with pytest.raises(AssertionError, match="needed an engine"):
         stages.bank_stage(moved, engine=NoEngine(), progress=False)
 
@@ -95,10 +95,17 @@ def test_paths_and_speed_settings_stay_out_of_the_keys(tmp_path):
     assert stages.bank_key(a) == stages.bank_key(b) and stages.labels_key(a) == stages.labels_key(b)
 
 
-@pytest.mark.xfail(strict=True, reason="LabelConfig.model holds the `model` parameter, which is the directory's "
-                   "path when a model is given as a directory, and labels_key hashes it")
 def test_a_model_given_as_a_directory_is_keyed_by_content(two_copies):
     here, there = two_copies
     a, b = (resolve("tiny", model=str(d), benchmark="toy", train_problems="toy") for d in (here, there))
     assert stages.bank_key(a) == stages.bank_key(b)
     assert stages.labels_key(a) == stages.labels_key(b)
+    assert a.labels.model == b.labels.model == "sha256:" + stages.model_identity(here)["sha256"]
+    assert str(here) not in repr(stages.labels_key(a)) and resolve("tiny").labels.model == "toy"  # presets: the name
+    weights = there / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the weights: a different model
+    weights.write_bytes(bytes(data))
+    changed = resolve("tiny", model=str(there), benchmark="toy", train_problems="toy")
+    assert changed.labels.model != a.labels.model
+    assert config_hash(stages.labels_key(changed)) != config_hash(stages.labels_key(a))
