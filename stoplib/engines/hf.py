@@ -17,26 +17,23 @@ Speed and memory on real models (e.g. SmolLM2-135M: vocab 49k, 9 query / 3 KV he
 - compaction: once at least ``COMPACT_FRACTION`` of a chunk's rows have finished (and a few steps
   may remain), they are dropped from the batch (cache, mask, logits, keys), so finished paths stop
   costing compute. Paths are unchanged: the sampler is counter-based per path;
-- grouped-query attention on CPU runs through ``scaled_dot_product_attention(enable_gqa=True)``
-  instead of transformers' copy of every KV head per query head (``repeat_kv``), which dominated
-  a decode step; the outputs are bit-identical (``use_gqa_sdpa``);
+- grouped-query attention on CPU without copying KV heads, and large tensors in their own mmap
+  (``stoplib.engines.hf_cpu``); both change no output bit;
 - each chunk's KV cache is sized for what it will hold (``GrowingCache.reserve``): prompt + tokens
   to generate + ``CACHE_SLACK`` positions for Check's [STOP] tokens; ``generate`` frees each
   chunk as soon as it is done, and Resume drops every discarded path's state before it continues
   the kept ones;
 - Resume packs the kept paths of several chunks (``resume_many``: of several launches) into
   batches of up to ``batch_size`` rows, each chunk's cache right-aligned to the widest (as
-  left-padded prompts are), so pruning to k of N paths does not leave k-row batches to decode;
-- on CPU (glibc), tensors of ``MMAP_THRESHOLD`` bytes or more get their own mmap
-  (``limit_heap_fragmentation``). By default glibc raises that threshold to 32 MB after the first
-  large free, so every (rows x vocabulary) logits-sized temporary of a decode step went to the
-  heap, where long-lived small allocations in between kept the freed space from being reused or
-  returned: on SmolLM2 the heap grew by ~8 MB per step, to more than the KV cache itself.
+  left-padded prompts are), so pruning to k of N paths does not leave k-row batches to decode.
+
+Loading a model and its tokenizer is ``stoplib.engines.hf_load``; the batches of rows (packing,
+merging, moving step buffers into paths) ``stoplib.engines.hf_chunks``. Their names are importable
+from here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Sequence
 
@@ -44,7 +41,10 @@ import numpy as np
 import torch
 
 from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
-from .kv import GrowingCache, concat_right_aligned
+from .hf_chunks import CACHE_SLACK, Chunk, append_steps, merge_chunks, pack_chunks
+from .hf_cpu import GQA_SDPA, MMAP_THRESHOLD, limit_heap_fragmentation, use_gqa_sdpa  # noqa: F401
+from .hf_load import load_model_and_tokenizer, resolve_device, resolve_dtype  # noqa: F401
+from .kv import GrowingCache
 from .sampling import sample_tokens, stream_key, token_stats, uniforms
 
 # Drop finished rows from a chunk once at least this fraction of its rows has finished. A decode
@@ -54,155 +54,6 @@ from .sampling import sample_tokens, stream_key, token_stats, uniforms
 # finishing is rare (e.g. organism prefixes) are never copied for one or two stragglers.
 COMPACT_FRACTION = 0.25
 COMPACT_MIN_STEPS = 4
-# Cache positions reserved beyond the longest sequence a chunk will generate: STOP's Check appends
-# M [STOP] tokens (M=4 by default) to a paused cache and crops them off again.
-CACHE_SLACK = 16
-GQA_SDPA = "stoplib_gqa_sdpa"
-# Allocations of at least this many bytes are served by mmap and returned to the OS when freed (see
-# limit_heap_fragmentation): the logits of 64 rows of a 49k vocabulary are 12.6 MB. Organism-sized
-# tensors stay far below it. Costs a few page faults per large tensor (~1-3% of a SmolLM2 step).
-MMAP_THRESHOLD = 8 << 20
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """"auto" -> bfloat16 on GPU, float32 on CPU."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
-
-
-def load_model_and_tokenizer(
-    model: str | FsPath,
-    *,
-    device: str = "auto",
-    dtype: str | torch.dtype = "auto",
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    attn_implementation: str | None = None,
-) -> tuple[Any, Any]:
-    """Load a causal LM and its tokenizer from a hub id or a local directory (eval mode)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..models import check_model_dir
-
-    text = str(model)
-    local = FsPath(text).expanduser()
-    if not local.exists() and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
-        raise FileNotFoundError(f"model directory {text!r} does not exist (a hub id has the form 'owner/name')")
-    if local.exists():
-        check_model_dir(local)
-    dev = resolve_device(device)
-    kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, dev), revision=revision,
-                                  trust_remote_code=trust_remote_code)
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    try:
-        lm = AutoModelForCausalLM.from_pretrained(str(model), **kwargs).to(dev).eval()
-        tok = AutoTokenizer.from_pretrained(str(model), revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as err:  # transformers' and safetensors' errors, named by the model they concern
-        if local.exists():
-            raise ValueError(f"cannot load the model in {local} ({type(err).__name__}: {str(err)[:300]}): "
-                             "its config, weights or tokenizer files are damaged or incomplete") from err
-        if isinstance(err, OSError):
-            raise OSError(f"model {text!r} is not a local directory and cannot be loaded from the Hugging Face "
-                          f"hub or its cache ({str(err)[:300]}); check the id, or download it while online "
-                          "(HF_HUB_OFFLINE=1 forbids downloads)") from err
-        raise
-    return lm, tok
-
-
-def _gqa_sdpa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                        attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                        is_causal: bool | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """transformers' SDPA attention, except that with a mask on CPU grouped-query attention goes to
-    ``scaled_dot_product_attention(enable_gqa=True)`` rather than through ``repeat_kv``.
-
-    transformers enables GQA in SDPA only without a mask (a CUDA kernel restriction); otherwise it
-    copies every KV head ``num_key_value_groups`` times per layer and step. On CPU, torch's kernel
-    takes the mask and the grouped heads directly, with bit-identical outputs (checked on shapes
-    from 1 to 600 positions, 1-40 queries, 1-3 KV heads x 2-4 groups; tests/test_engine_hf.py).
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if (attention_mask is not None and query.device.type == "cpu" and getattr(module, "num_key_value_groups", 1) > 1
-            and kwargs.get("position_bias") is None and kwargs.get("cache") is None
-            and not kwargs.get("output_attentions", False)):
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=False,
-            enable_gqa=True,
-        )
-        return out.transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                  is_causal=is_causal, **kwargs)
-
-
-def use_gqa_sdpa(model: Any) -> bool:
-    """Switch a CPU model that uses SDPA with grouped-query attention to ``_gqa_sdpa_attention``.
-
-    Returns whether it switched. Models without GQA (e.g. the organism), on other devices or with
-    another attention implementation are left alone. The switch changes no output bit, only speed
-    (it applies to everything that runs the model, e.g. a StopScorer sharing it).
-    """
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
-        return False
-    heads = getattr(config, "num_attention_heads", None)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    if not heads or kv_heads >= heads or next(model.parameters()).device.type != "cpu":
-        return False
-    AttentionInterface.register(GQA_SDPA, _gqa_sdpa_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(GQA_SDPA, sdpa_mask)
-    config._attn_implementation = GQA_SDPA
-    return True
-
-
-def limit_heap_fragmentation(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Make glibc serve every allocation of ``threshold`` bytes or more with its own mmap.
-
-    This is process-wide (``mallopt(M_MMAP_THRESHOLD)``, which also turns off glibc's dynamic
-    raising of the threshold). Returns False where it does not apply (not Linux/glibc).
-    """
-    import ctypes
-    import platform
-    import sys
-
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, int(threshold)))  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-
-
-@dataclass
-class _Chunk:
-    """Decoding state of a batch of rows (engine-private)."""
-
-    paths: list[Path]  # one per row still in the batch (compaction drops finished rows)
-    keys: np.ndarray  # (rows,) uint64 random-stream keys
-    cache: Any  # transformers Cache; covers prompt + generated tokens of every row
-    mask: torch.Tensor  # (rows, S) attention mask of the cached positions
-    next_logits: torch.Tensor  # (rows, V) raw logits of the next token
 
 
 class HFEngine:
@@ -322,7 +173,7 @@ class HFEngine:
         if not launches and not keeps:
             return []
         params, keeps, live = self._take_kept(launches, keeps, "resume_many")
-        packs, live = self._packs(live), []
+        packs, live = pack_chunks(live, self.batch_size), []
         for i in range(len(packs)):
             chunk = self._merge(packs[i], params.max_new_tokens)
             packs[i] = None
@@ -364,7 +215,7 @@ class HFEngine:
             groups.extend([by_key[(p, i)] for i in group] for p, group in enumerate(check_keep(launch, keep)))
         params, keeps, live = self._take_kept(launches, keeps, "advance_many")
         target = min(prefix_len, params.max_new_tokens)
-        packs, live = self._packs(live), []
+        packs, live = pack_chunks(live, self.batch_size), []
         chunks = []
         for i in range(len(packs)):
             chunk = self._merge(packs[i], target)
@@ -428,7 +279,7 @@ class HFEngine:
 
     @torch.no_grad()
     def _prefill(self, prompts: list[list[int]], rows: list[tuple[int, int]], params: SamplingParams,
-                 seeds: list[int], target: int) -> _Chunk:
+                 seeds: list[int], target: int) -> Chunk:
         unique = sorted({p for p, _ in rows})
         width = max(len(prompts[p]) for p in unique)
         ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
@@ -449,9 +300,9 @@ class HFEngine:
             cache.batch_select_indices(index)
         keys = np.array([stream_key(seeds[p], prompts[p], i) for p, i in rows], dtype=np.uint64)
         paths = [Path(prompt_index=p, sample_index=i, prompt_ids=prompts[p]) for p, i in rows]
-        return _Chunk(paths=paths, keys=keys, cache=cache, mask=mask[index], next_logits=out.logits[index, -1, :])
+        return Chunk(paths=paths, keys=keys, cache=cache, mask=mask[index], next_logits=out.logits[index, -1, :])
 
-    def _select(self, chunk: _Chunk, rows: list[int]) -> None:
+    def _select(self, chunk: Chunk, rows: list[int]) -> None:
         if rows == list(range(len(chunk.paths))):
             return
         index = torch.tensor(rows, device=self.device)
@@ -462,7 +313,7 @@ class HFEngine:
         chunk.paths = [chunk.paths[r] for r in rows]
 
     def _take_kept(self, launches: Sequence[Launch], keeps: Sequence[Sequence[Sequence[int]]],
-                   caller: str) -> tuple[SamplingParams, list[list[list[int]]], list[_Chunk]]:
+                   caller: str) -> tuple[SamplingParams, list[list[list[int]]], list[Chunk]]:
         """Check several launches (equal sampling parameters) and their keep selections, free every
         discarded path's state first (before any kept path grows), and hand over the kept paths'
         chunks: (parameters, checked keeps, chunks); the launches are consumed."""
@@ -472,54 +323,20 @@ class HFEngine:
         if any(launch.params != params for launch in launches):
             raise ValueError(f"{caller} needs launches with the same sampling parameters")
         keeps = [check_keep(launch, keep) for launch, keep in zip(launches, keeps)]
-        live: list[_Chunk] = []
+        live: list[Chunk] = []
         for launch, keep in zip(launches, keeps):
             self.prune(launch, keep)
             live.extend(launch.state)
             launch.state = None
         return params, keeps, live
 
-    def _packs(self, chunks: list[_Chunk]) -> list[list[_Chunk]]:
-        """Consecutive chunks grouped into batches of at most ``batch_size`` rows (a chunk with
-        more rows stays alone)."""
-        packs: list[list[_Chunk]] = []
-        rows = 0
-        for chunk in chunks:
-            if packs and rows + len(chunk.paths) <= self.batch_size:
-                packs[-1].append(chunk)
-                rows += len(chunk.paths)
-            else:
-                packs.append([chunk])
-                rows = len(chunk.paths)
-        return packs
-
-    def _merge(self, chunks: list[_Chunk], max_new: int) -> _Chunk:
-        """One chunk with the rows of ``chunks``, its cache sized for decoding up to ``max_new`` tokens.
-
-        Rows keep their positions: each chunk's cache and mask are right-aligned to the widest,
-        with masked zeros on the left (as left-padded prompts are).
-        """
-        width = max(chunk.mask.shape[1] for chunk in chunks)
-        done = min(path.generated_tokens for chunk in chunks for path in chunk.paths)
-        reserve = width + max_new - done + CACHE_SLACK
-        if len(chunks) == 1:
-            chunk = chunks[0]
-            if hasattr(chunk.cache, "reserve"):
-                chunk.cache.reserve(reserve)
-            return chunk
-        widths = [chunk.mask.shape[1] for chunk in chunks]
-        cache = concat_right_aligned([chunk.cache for chunk in chunks], widths, width, reserve)
-        mask = chunks[0].mask.new_zeros((sum(len(chunk.paths) for chunk in chunks), width))
-        start = 0
-        for chunk, n in zip(chunks, widths):
-            mask[start : start + len(chunk.paths), width - n :] = chunk.mask
-            start += len(chunk.paths)
-        return _Chunk(paths=[path for chunk in chunks for path in chunk.paths],
-                      keys=np.concatenate([chunk.keys for chunk in chunks]), cache=cache, mask=mask,
-                      next_logits=torch.cat([chunk.next_logits for chunk in chunks]))
+    def _merge(self, chunks: list[Chunk], max_new: int) -> Chunk:
+        """One chunk with the rows of ``chunks`` (``merge_chunks``), its cache sized for decoding up
+        to ``max_new`` tokens."""
+        return merge_chunks(chunks, max_new)
 
     @torch.no_grad()
-    def _decode(self, chunk: _Chunk, target: int, params: SamplingParams) -> None:
+    def _decode(self, chunk: Chunk, target: int, params: SamplingParams) -> None:
         """Extend every unfinished row until it stops or has ``target`` generated tokens.
 
         Unfinished rows advance in lock-step, one token each per step.
@@ -540,7 +357,8 @@ class HFEngine:
             if not emit.any():
                 break
             if self.compact and self._worth_compacting(emit, target - int(lengths[emit].min())):
-                self._append(chunk.paths, steps, max_new)  # the buffers follow the rows: flush them first
+                # the buffers follow the rows: flush them first
+                append_steps(chunk.paths, steps, max_new, self.eos_ids)
                 steps = []
                 rows = np.flatnonzero(emit)
                 self._select(chunk, rows.tolist())
@@ -569,33 +387,10 @@ class HFEngine:
             chunk.cache = out.past_key_values
             chunk.next_logits = out.logits[:, -1, :]
             del out
-        self._append(chunk.paths, steps, max_new)
+        append_steps(chunk.paths, steps, max_new, self.eos_ids)
 
     @staticmethod
     def _worth_compacting(emit: np.ndarray, steps_left: int) -> bool:
         """Drop the rows that emit no more tokens? (see COMPACT_FRACTION)"""
         idle = len(emit) - int(emit.sum())
         return idle > 0 and idle >= COMPACT_FRACTION * len(emit) and steps_left >= COMPACT_MIN_STEPS
-
-    def _append(self, paths: list[Path], steps: list[tuple[np.ndarray, ...]], max_new: int) -> None:
-        """Move the per-step buffers into the paths, and set finish reasons."""
-        if not steps:
-            return
-        emit, tokens, lp, ent, top_ids, top_lp = (np.stack(x) for x in zip(*steps))  # (steps, rows, ...)
-        for r, path in enumerate(paths):
-            sel = emit[:, r]
-            if not sel.any():
-                continue
-            new_tokens = tokens[sel, r].tolist()
-            path.token_ids = path.token_ids + new_tokens
-            path.logprobs = np.concatenate([path.logprobs, lp[sel, r]])
-            path.entropies = np.concatenate([path.entropies, ent[sel, r]])
-            k = top_ids.shape[-1]
-            old_ids = path.top_ids.reshape(-1, k) if path.top_ids.size else np.zeros((0, k), np.int32)
-            old_lp = path.top_logprobs.reshape(-1, k) if path.top_logprobs.size else np.zeros((0, k), np.float32)
-            path.top_ids = np.concatenate([old_ids, top_ids[sel, r]])
-            path.top_logprobs = np.concatenate([old_lp, top_lp[sel, r]])
-            if new_tokens[-1] in self.eos_ids:
-                path.finish_reason = "stop"
-            elif path.generated_tokens >= max_new:
-                path.finish_reason = "length"
