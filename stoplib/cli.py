@@ -4,7 +4,8 @@
                                                      run the notebook suite with papermill
     stoplib toy [--scale small] [--out DIR]          build (train) the built-in organism into the store
     stoplib label [--scale small] [--workers 2]       dataset construction (MC soft labels)
-    stoplib train [--variant stop|probe|hard]        train a STOP variant on the labels
+    stoplib train [--variant stop|stop_probe|stop_hard]
+                                                     train a STOP variant on the labels
     accelerate launch --num_processes N [--cpu] -m stoplib.cli train ...
                                                      the same training, data parallel over N processes
     stoplib bank                                     the rollout bank of the evaluation problems
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--workers", type=int, default=None,
                            help="processes sampling in parallel (default: 2 for the organism on CPU, else 1)")
         if name == "train":
-            p.add_argument("--variant", choices=("stop", "probe", "hard"), default="stop")
+            p.add_argument("--variant", choices=("stop", "stop_probe", "stop_hard"), default="stop")
         p.set_defaults(func=func)
 
     models = sub.add_parser("models", help="list the model presets")

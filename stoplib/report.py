@@ -52,7 +52,7 @@ def main_table(metrics: dict[str, Any]) -> str:
 
 def seed_table(metrics: dict[str, Any]) -> str:
     """Notebook 03's seed spread: each trained variant across initialization seeds, and the mean."""
-    from .taxonomy import VARIANT_SIGNALS, display_name
+    from .taxonomy import display_name
 
     spread = metrics.get("stop_seed_spread") or []
     variants = list(dict.fromkeys(r["variant"] for r in spread))
@@ -60,7 +60,7 @@ def seed_table(metrics: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|"]
     for variant in variants:
         rs = [r for r in spread if r["variant"] == variant]
-        name = display_name(VARIANT_SIGNALS.get(variant, variant))
+        name = display_name(variant)
         def joined(key: str, fmt: str = "{:.3f}") -> str:
             return " / ".join(fmt.format(r[key]) for r in rs)
 

@@ -28,7 +28,9 @@ from .store import LOCK_FILE, JsonlLog, Store, atomic_write_json, config_hash, r
 from .tasks import load_task_or_file
 from .train import TrainConfig, init_distributed, load_label_records, train_stop
 
-VARIANTS = ("stop", "probe", "hard")  # STOP, "w/o adapter" probe, hard-label training
+#: The STOP variants, named as their signals (taxonomy.DISPLAY_NAMES holds their labels): STOP,
+#: without the adapter (only the head trains, on the frozen model), and trained on hard labels.
+VARIANTS = ("stop", "stop_probe", "stop_hard")
 
 
 def eval_problems(config: RunConfig) -> list[Problem]:
@@ -289,13 +291,14 @@ def check_dataset(card: dict[str, Any], config: RunConfig) -> None:
 
 # ---------------------------------------------------------------- STOP training
 def variant_configs(config: RunConfig, variant: str) -> tuple[StopConfig, TrainConfig]:
-    """The STOP and training configs of a variant: "stop", "probe" (w/o adapter), "hard" labels."""
+    """The STOP and training configs of a variant: "stop", "stop_probe" (w/o adapter), "stop_hard"
+    (hard labels). The store key of the run is built from these configs, not from the name."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
     stop, train = config.stop, config.train
-    if variant == "probe":
+    if variant == "stop_probe":
         stop = StopConfig(**{**stop.__dict__, "use_adapter": False})
-    if variant == "hard":
+    if variant == "stop_hard":
         train = TrainConfig(**{**train.__dict__, "hard_labels": True})
     return stop, train
 

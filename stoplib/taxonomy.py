@@ -25,7 +25,8 @@ LEARNED = ("verifier", "stop", "stop_probe", "stop_hard")
 REPRESENTATIVES = {"I": "slimsc_jaccard", "II": "verifier", "III": "deepconf_lowest_group", "IV": "stop"}
 
 
-# how each signal is named in tables, figures and README (metrics files key rows by the code name)
+# how each signal is labelled in tables, figures and README (code, CLI and metrics files use the code
+# name; the STOP variants of stages.VARIANTS are the signals "stop", "stop_probe" and "stop_hard")
 DISPLAY_NAMES = {
     "random": "Random", "slimsc_jaccard": "Slim-SC (Jaccard)", "step_consensus": "Step consensus",
     "mean_logprob": "Mean log-prob", "min_logprob": "Min log-prob", "deepconf_mean": "DeepConf mean",
@@ -35,8 +36,6 @@ DISPLAY_NAMES = {
     "stop_hard": "STOP, hard labels",
 }
 NO_PRUNING = "no_pruning"
-# STOP training variant (stages.VARIANTS) -> the signal name of its scores in tables
-VARIANT_SIGNALS = {"stop": "stop", "probe": "stop_probe", "hard": "stop_hard"}
 
 
 def display_name(name: str) -> str:
@@ -67,9 +66,8 @@ def build_signals(config: RunConfig, tokenizer: Any, vocab_size: int, *, learned
         if name == "verifier":
             best, _ = stages.verifier_stage(config)
             signals[name] = make_signal("verifier", checkpoint=best, tokenizer=tokenizer)
-        elif name in ("stop", "stop_probe", "stop_hard"):
-            variant = next(v for v, signal in VARIANT_SIGNALS.items() if signal == name)
-            signals[name] = make_signal("stop", scorer=stages.load_stop(config, variant))
+        elif name in stages.VARIANTS:
+            signals[name] = make_signal("stop", scorer=stages.load_stop(config, name))
         else:
             signals[name] = make_signal(name, **kwargs.get(name, {}))
     return signals
@@ -170,7 +168,7 @@ def spread_seeds(config: RunConfig) -> list[int]:
     return [config.train.seed + i for i in range(config.stop_seeds)]
 
 
-def training_jobs(config: RunConfig, spread_variants: Sequence[str] = ("stop", "hard")) -> list[tuple[RunConfig, str]]:
+def training_jobs(config: RunConfig, spread_variants: Sequence[str] = ("stop", "stop_hard")) -> list[tuple[RunConfig, str]]:
     """Every training notebook 03 needs, longest first: for :func:`stoplib.stages.train_parallel`."""
     from .stages import VARIANTS
 
@@ -187,8 +185,8 @@ def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, 
     Only ``config.train.seed`` changes (the LoRA, [STOP] embedding and head initialization and
     the batch order); labels, bank and everything else stay fixed, so the spread is the
     training's own variance. Each checkpoint is cached in the store like any STOP run.
-    ``scores``: bank scores already computed for the run's own seed, keyed by signal name
-    ("stop", "stop_hard", as :func:`score_all` returns them), reused instead of scoring again.
+    ``scores``: bank scores already computed for the run's own seed, keyed by variant (its signal
+    name, as :func:`score_all` returns them), reused instead of scoring again.
     """
     from . import stages
 
@@ -198,9 +196,8 @@ def seed_spread(config: RunConfig, bank: Bank, seeds: Sequence[int], *, n: int, 
             run = seeded(config, seed)
             _, summary = stages.stop_stage(run, variant, progress=progress)
             best = summary["history"][summary["best_epoch"] - 1]
-            name = VARIANT_SIGNALS[variant]
-            if seed == config.train.seed and scores is not None and name in scores:
-                seed_scores = scores[name]
+            if seed == config.train.seed and scores is not None and variant in scores:
+                seed_scores = scores[variant]
             else:
                 seed_scores = score_bank(bank, make_signal("stop", scorer=stages.load_stop(run, variant)), prefix_len, n=n)
             result = replay(bank, seed_scores, n=n, k=k, prefix_len=prefix_len)

@@ -252,7 +252,7 @@ def _notebook(**kwargs: Any) -> Callable[[Ctx], Any]:
     return call
 
 
-VARIANTS = ("stop", "probe", "hard")
+VARIANTS = ("stop", "stop_probe", "stop_hard")
 case(N, "02 variants", "'stop,bogus'", _param("choice_list", "variants", "stop,bogus", VARIANTS), ValueError,
      "variants='stop,bogus'", "unknown: bogus")
 case(N, "02 variants", "'' (nothing)", _param("choice_list", "variants", "", VARIANTS), ValueError, "variants=''")

@@ -26,7 +26,7 @@ def test_label_then_train_at_tiny_scale(tmp_path):
     assert len(list(Path(out["directory"]).glob("logs/labels-*.jsonl"))) == 2  # sharded over 2 processes
     again = json.loads(run("label", "--scale", "tiny", "--results-root", root, "--quiet"))
     assert again == out  # cached: the same store entry, nothing recomputed
-    trained = json.loads(run("train", "--scale", "tiny", "--results-root", root, "--variant", "probe", "--quiet"))
+    trained = json.loads(run("train", "--scale", "tiny", "--results-root", root, "--variant", "stop_probe", "--quiet"))
     checkpoint = Path(trained["checkpoint"])
     assert checkpoint.is_relative_to(tmp_path) and (checkpoint / "stop_config.json").exists()
 
@@ -65,3 +65,16 @@ def test_force_clears_a_trained_run_with_its_checkpoint_links(tmp_path):
     (run / "config.json").write_text("{}")
     _fresh(run, True)
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+def test_train_takes_the_variant_names_of_the_stages(capsys):
+    """`stoplib train --variant` offers exactly stages.VARIANTS; any other name is refused with the list."""
+    from stoplib.cli import main
+    from stoplib.stages import VARIANTS
+
+    for name in ("probe", "hard", "bogus"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--variant", name])
+        assert exit_info.value.code == 2
+        choices = ", ".join(repr(v) for v in VARIANTS)
+        assert f"invalid choice: {name!r} (choose from {choices})" in capsys.readouterr().err

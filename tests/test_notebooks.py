@@ -11,6 +11,7 @@ import pytest
 
 from stoplib.cli import notebook_paths, run_notebooks, skip_reason
 from stoplib.config import run_name
+from stoplib.stages import VARIANTS
 from stoplib.store import load_metrics
 
 NOTEBOOKS = notebook_paths()
@@ -70,15 +71,17 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     assert d["prefixes"] == d["prefixes_train"] + d["prefixes_val"] > 0 and d["prefixes_val"] > 0
     assert 0 <= d["mean_soft_label"] <= 1 and d["problems_kept"] <= d["problems"]
 
-    for variant, row in m["02"].items():
-        if isinstance(row, dict):
-            assert 0 <= row["mse"] <= 1 and 0 <= row["auroc"] <= 1, variant
+    trained = {variant: row for variant, row in m["02"].items() if isinstance(row, dict)}
+    assert set(trained) == set(VARIANTS) == {"stop", "stop_probe", "stop_hard"}  # rows keyed by variant
+    for variant, row in trained.items():
+        assert 0 <= row["mse"] <= 1 and 0 <= row["auroc"] <= 1, variant
 
     t = m["03"]
     setting = t.pop("setting")
     spread = t.pop("stop_seed_spread")
     base = t["no_pruning"]
     assert {"stop", "stop_hard", "stop_probe", "verifier", "random"} <= set(t)  # rows keyed by code name
+    assert set(trained) <= set(t) and {s["variant"] for s in spread} == {"stop", "stop_hard"}  # the same names in 02 and 03
     assert t["stop"]["label"] == "STOP"
     assert base["auroc_within"] is None and base["reduction_pct"] == 0
     for signal, row in t.items():

@@ -36,7 +36,7 @@ def test_a_failed_job_raises_and_names_itself():
 
 def test_train_parallel_trains_each_job_once(tmp_path):
     config = resolve("tiny", results_root=str(tmp_path / "results"), workers=2)
-    jobs = [(config, "probe"), (config, "hard")]
+    jobs = [(config, "stop_probe"), (config, "stop_hard")]
     assert not any(stages.is_trained(c, what) for c, what in jobs)
     assert stages.train_parallel(jobs) == jobs
     assert all(stages.is_trained(c, what) for c, what in jobs)
@@ -84,7 +84,7 @@ def test_the_verifier_trains_data_parallel_as_in_one_process(tmp_path):
     one = resolve("tiny", results_root=str(tmp_path / "one"), workers=1)
     two = resolve("tiny", results_root=str(tmp_path / "two"), workers=2)
     assert stages.train_parallel([(one, "verifier")]) == [(one, "verifier")]
-    assert stages.train_parallel([(two, "verifier"), (two, "probe")]) == [(two, "verifier"), (two, "probe")]
+    assert stages.train_parallel([(two, "verifier"), (two, "stop_probe")]) == [(two, "verifier"), (two, "stop_probe")]
     best_one, summary_one = stages.verifier_stage(one, progress=False)
     best_two, summary_two = stages.verifier_stage(two, progress=False)
     assert best_one.relative_to(tmp_path / "one") == best_two.relative_to(tmp_path / "two")  # one store key

@@ -8,14 +8,14 @@ from stoplib import params
 
 
 def test_good_values_parse():
-    assert params.choice_list("variants", "stop, hard,stop", ("stop", "probe", "hard")) == ["stop", "hard"]
+    assert params.choice_list("variants", "stop, stop_hard,stop", ("stop", "stop_probe", "stop_hard")) == ["stop", "stop_hard"]
     assert params.fractions("prefix_fractions", "0.45,0.2,0.3") == [0.2, 0.3, 0.45]
     assert params.layers("layers", "all") == "all" and params.layers("layers", "2") == 2
     assert params.positive_int("n_boot", 500, 10) == 500 and params.choice("query", "last", ("last", "all")) == "last"
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: params.choice_list("variants", "stop,bogus", ("stop", "probe")), r"variants='stop,bogus'.*unknown: bogus"),
+    (lambda: params.choice_list("variants", "stop,bogus", ("stop", "stop_probe")), r"variants='stop,bogus'.*unknown: bogus"),
     (lambda: params.choice_list("variants", " , ", ("stop",)), r"variants=' , '"),
     (lambda: params.fractions("prefix_fractions", "0, 2"), r"prefix_fractions='0, 2'.*strictly between 0 and 1"),
     (lambda: params.fractions("prefix_fractions", "a"), r"prefix_fractions='a'"),

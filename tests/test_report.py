@@ -20,7 +20,9 @@ def test_report_prints_the_tables_from_the_metrics_files(tmp_path):
              "setting": {"N": 64, "k": 8, "L": 36, "problems": 64, "worst_possible": 0.1, "best_possible": 0.98},
              "stop_seed_spread": [{"variant": "stop", "init_seed": s, "best_epoch": 10 + s, "val_within_auroc": 0.75,
                                    "accuracy": 0.76 + 0.01 * s, "auroc_within": 0.75, "cons": 0.8, "val_mse": 0.06}
-                                  for s in (0, 1, 2)]}
+                                  for s in (0, 1, 2)]
+             + [{"variant": "stop_hard", "init_seed": 0, "best_epoch": 9, "val_within_auroc": 0.7, "accuracy": 0.742,
+                 "auroc_within": 0.7, "cons": 0.8, "val_mse": 0.1}]}
     record_metrics("03_taxonomy_baselines", table, tmp_path, "toy")
     record_metrics("04_attention_analysis", {"prefixes": 12, "category_mass": {}, "error_step_enrichment": None,
                                              "control_enrichment": None, "difference": None,
@@ -33,6 +35,7 @@ def test_report_prints_the_tables_from_the_metrics_files(tmp_path):
     assert body[2].startswith("| **STOP** | IV | 0.760") and body[3].startswith("| STOP, hard labels | IV | 0.742")
     assert body[4].startswith("| Random | control | 0.652") and body[4].endswith("| 0.517 |")
     assert "| STOP | 0 / 1 / 2 | 10 / 11 / 12 | 0.750 / 0.750 / 0.750 (mean 0.750) | 0.760 / 0.770 / 0.780 (mean 0.770)" in text
+    assert "| STOP, hard labels | 0 | 9 | 0.700 (mean 0.700) | 0.742 (mean 0.742) |" in text  # the variant's label
     assert "- 04: 12 prefixes; no doomed/clean pair at the same step (not measurable)" in text
 
 

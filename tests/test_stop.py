@@ -148,12 +148,39 @@ def test_authors_layout_loads(scorer, tmp_path):
     torch.testing.assert_close(loaded.score(PREFIXES), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_probe_variant_trains_only_the_head(tiny_model_dir):
+def test_stop_probe_variant_trains_only_the_head(tiny_model_dir):
     model, tok = load_model_and_tokenizer(tiny_model_dir)
     probe = StopScorer(model, tok, StopConfig(use_adapter=False))
     assert {id(p) for p in probe.trainable_parameters()} == {id(p) for p in probe.head.parameters()}
     with pytest.raises(ValueError, match="target modules"):
         StopScorer(load_model_and_tokenizer(tiny_model_dir)[0], tok, StopConfig(target_modules=("nope",)))
+
+
+
+def test_a_variant_run_is_keyed_by_its_configs_and_loads_whatever_its_summary_names(tmp_path, monkeypatch):
+    """The store entry of a STOP variant is a function of its STOP and training configs (not of
+    the variant's name), and a finished run loads as written, whatever its summary's "variant"."""
+    from dataclasses import replace
+
+    from stoplib import stages
+    from stoplib.config import resolve
+    from stoplib.store import Store, atomic_write_json
+
+    config = resolve("tiny", results_root=str(tmp_path / "results"))
+    for variant in stages.VARIANTS:
+        stop, train = stages.variant_configs(config, variant)
+        key = {"labels": stages.labels_key(config), "stop": replace(stop, base_model=""), "train": train}
+        assert stages._trained_dir(config, variant) == Store(config.results_root).run_dir("stop", key)
+    assert not stages.variant_configs(config, "stop_probe")[0].use_adapter
+    assert stages.variant_configs(config, "stop_hard")[1].hard_labels
+    monkeypatch.setattr(stages, "labels_stage", lambda config, progress=True: (tmp_path / "labels", {}))
+    for variant, recorded in (("stop_probe", "probe"), ("stop_hard", "hard")):
+        summary = {"variant": recorded, "best_epoch": 1, "history": [{"epoch": 1, "val_mse": 0.1}],
+                   "n_train": 4, "n_val": 2}
+        directory = stages._trained_dir(config, variant)
+        atomic_write_json(directory / "summary.json", summary)
+        assert stages.is_trained(config, variant)
+        assert stages.stop_stage(config, variant, progress=False) == (directory / "best", summary)
 
 
 def test_scoring_encodes_a_shared_beginning_once_with_the_same_result(tiny_model_dir):

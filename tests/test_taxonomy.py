@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stoplib import taxonomy
+from stoplib.config import resolve
 from tests.test_metrics import HAND, HAND_SCORES
 
 
@@ -34,8 +36,15 @@ def test_budget_curve_reuses_given_scores():
     assert unused.calls == len(HAND.problems)
 
 
-def test_variant_signal_names_are_one_mapping():
-    from stoplib.stages import VARIANTS
+def test_each_stop_variant_is_named_as_its_signal():
+    from stoplib.stages import VARIANTS, variant_configs
 
-    assert set(taxonomy.VARIANT_SIGNALS) == set(VARIANTS)
-    assert all(taxonomy.display_name(name) != name for name in taxonomy.VARIANT_SIGNALS.values())
+    assert set(VARIANTS) == set(taxonomy.LEARNED) - {"verifier"}
+    assert all(taxonomy.signal_info(name)["type"] == "IV" for name in VARIANTS)
+    labels = [taxonomy.display_name(name) for name in VARIANTS]  # a label for tables and figures only
+    assert len(set(labels)) == len(VARIANTS) and not set(labels) & set(VARIANTS)
+    config = resolve("tiny")
+    assert {v for _, v in taxonomy.training_jobs(config)} == set(VARIANTS) | {"verifier"}
+    for name in ("probe", "hard"):
+        with pytest.raises(ValueError, match=r"choose from \('stop', 'stop_probe', 'stop_hard'\)"):
+            variant_configs(config, name)

@@ -95,7 +95,7 @@ def test_over_long_prefix_is_an_error_unless_truncation_is_asked(tiny_model_dir,
     assert len(result.history) == 1
 
 
-def test_hard_label_and_probe_variants_train(tiny_model_dir, tmp_path):
+def test_stop_hard_and_stop_probe_variants_train(tiny_model_dir, tmp_path):
     train, val = synthetic(64, 5), synthetic(16, 6)
     probe = make_scorer(tiny_model_dir, use_adapter=False)
     head_before = probe.head.weight.detach().clone()
