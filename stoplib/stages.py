@@ -449,7 +449,8 @@ def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = T
 
 
 def _train_verifier(config: RunConfig, directory: Path, labels_dir: Path, progress: bool) -> dict[str, Any]:
-    from .signals.type2 import TextVerifier, train_verifier
+    from .signals.type2 import TextVerifier
+    from .train import train_verifier
 
     use_threads(config)
     torch.manual_seed(config.train.seed)

@@ -32,6 +32,8 @@ from .epoch_commits import PROGRESS, commit_epoch, config_key, resume_point, res
 from .label_records import HARD_FIELDS, SOFT_FIELDS, LabelRecord, load_label_records, parse_label_record
 from .metrics import auroc, within_problem_auroc
 from .prefix_states import PrefixStates
+from .signals.type1 import Decode, text_decoder
+from .signals.verifier import TextVerifier, retokenize_records
 from .stage_configs import TrainConfig
 from .stop import StopScorer
 from .store import read_json
@@ -39,7 +41,7 @@ from .store import read_json
 # Also importable from here (stages, the CLI, tests and bench import them from stoplib.train).
 __all__ = ["DEFAULT_CACHE_BYTES", "HARD_FIELDS", "SOFT_FIELDS", "LabelRecord", "PrefixStates", "TrainConfig",
            "TrainResult", "evaluate", "init_distributed", "load_label_records", "parse_label_record", "predict",
-           "process_rank", "train_stop"]
+           "process_rank", "train_stop", "train_verifier"]
 
 DEFAULT_CACHE_BYTES = 6 << 30  # prefix caches kept in memory for training (larger datasets re-encode)
 
@@ -269,3 +271,21 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
         if world > 1:
             barrier()  # the epoch is committed before any process goes on
         result.best_dir = out_dir / "best"
+
+
+def train_verifier(verifier: TextVerifier, train_records: Sequence[LabelRecord], val_records: Sequence[LabelRecord],
+                   config: TrainConfig, out_dir: str | Path, *, decode: Decode | None = None, tokenizer: Any = None,
+                   progress: bool = True, stop_after_epochs: int | None = None) -> TrainResult:
+    """Train the text verifier ``verifier`` in place with soft BCE on STOP's label records.
+
+    The records hold the *generator's* token ids: ``decode`` (or the generator's ``tokenizer``)
+    turns them into text, which the verifier re-tokenizes. ``config.max_length`` applies to the
+    verifier's ids. The loop is :func:`train_stop`'s (best checkpoint by validation MSE in
+    ``out_dir/best``; a later call with the same ``out_dir`` resumes after the last epoch).
+    """
+    dec = text_decoder(tokenizer, decode)
+    if dec is None:
+        raise ValueError("train_verifier needs decode= or tokenizer= (the generator's) to read the records as text")
+    return train_stop(verifier, retokenize_records(train_records, dec, verifier),  # type: ignore[arg-type]
+                      retokenize_records(val_records, dec, verifier), config, out_dir,
+                      progress=progress, stop_after_epochs=stop_after_epochs)

@@ -20,10 +20,10 @@ from stoplib.signals import REGISTRY, make_signal, top_k
 from stoplib.signals import type1, type2, type3  # noqa: F401  (registers them until __init__ does)
 from stoplib.signals.type1 import jaccard_matrix, slimsc_elimination_order, split_steps, unit_set
 from stoplib.signals.type2 import (PRMSignal, TextVerifier, VerifierConfig, VerifierSignal, aggregate_rewards,
-                                   load_prm, prm_conversation, prm_steps, step_rewards, train_verifier)
+                                   load_prm, prm_conversation, prm_steps, step_rewards)
 from stoplib.signals.type3 import (bottom_fraction_mean, chosen_in_top_k, deepconf_token_confidence, group_confidences,
                                    resolve_window, self_certainty_tokens, tail_mean, token_confidence)
-from stoplib.train import LabelRecord, TrainConfig, evaluate
+from stoplib.train import LabelRecord, TrainConfig, evaluate, train_verifier
 
 from .conftest import build_char_tokenizer
 

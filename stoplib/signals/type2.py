@@ -17,8 +17,8 @@ sequence re-encoding"). Decoding needs the generator's tokenizer (``tokenizer=``
   "\\n\\n", prompt included).
 * ``verifier`` — the paper's "Type II-retrain" analogue (App. D, Table 13): an external model
   trained on the same Monte Carlo soft labels as STOP, reading only the text: defined in
-  :mod:`stoplib.signals.verifier` (``TextVerifier``, ``train_verifier``, ``VerifierSignal``) and
-  importable from here.
+  :mod:`stoplib.signals.verifier` (``TextVerifier``, ``VerifierSignal``) and importable from here;
+  trained by :func:`stoplib.train.train_verifier`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from ..engines.base import Path
 from ..problems import Problem
 from .base import SignalInfo, register
 from .type1 import Decode, TextSignal
-from .verifier import (TextVerifier, VerifierConfig, VerifierSignal, retokenize_records,  # noqa: F401  (importable here)
-                       train_verifier)
+from .verifier import TextVerifier, VerifierConfig, VerifierSignal, retokenize_records  # noqa: F401  (importable here)
 
 PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 PRM_STEP_TOKEN = "<extra_0>"

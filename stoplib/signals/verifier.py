@@ -63,7 +63,7 @@ class TextVerifier(PrefixScorer):
     (:meth:`from_base`); for the toy organism, the organism's own weights loaded a second time.
     (Constructing it on a model object that an engine also uses would put the LoRA layers into
     the engine's model: pass a separate copy.)
-    Trained with soft BCE on the label JSONL of STOP (:func:`train_verifier`, which runs
+    Trained with soft BCE on the label JSONL of STOP (:func:`stoplib.train.train_verifier`, which runs
     ``stoplib.train.train_stop`` on re-tokenized records: same loop, validation metrics, best
     epoch by validation MSE, resumable epochs). The interface ``train_stop`` relies on
     (``forward``, ``score``, ``trainable_parameters``, ``adapter_on``, ``save_pretrained``,
@@ -209,27 +209,6 @@ def retokenize_records(records: Sequence[Any], decode: Decode, verifier: TextVer
     verifier's ids: decode with the generator's tokenizer, encode with the verifier's."""
     return [LabelRecord(tuple(verifier.encode_text(decode(list(r.prefix_token_ids)))), r.soft_label, r.hard_label,
                         r.problem_id) for r in records]
-
-
-def train_verifier(verifier: TextVerifier, train_records: Sequence[Any], val_records: Sequence[Any], config: Any,
-                   out_dir: str | FsPath, *, decode: Decode | None = None, tokenizer: Any = None,
-                   progress: bool = True, stop_after_epochs: int | None = None) -> Any:
-    """Train ``verifier`` in place with soft BCE on STOP's label records (``stoplib.train``:
-    ``LabelRecord`` lists, e.g. from ``load_label_records``; ``config`` a ``TrainConfig``).
-
-    The records hold the *generator's* token ids: ``decode`` (or the generator's ``tokenizer``)
-    turns them into text, which the verifier re-tokenizes. ``config.max_length`` applies to the
-    verifier's ids. Returns ``stoplib.train.TrainResult`` (best checkpoint by validation MSE in
-    ``out_dir/best``; a later call with the same ``out_dir`` resumes after the last epoch).
-    """
-    from ..train import train_stop  # (the training layer sits above the signals)
-
-    dec = text_decoder(tokenizer, decode)
-    if dec is None:
-        raise ValueError("train_verifier needs decode= or tokenizer= (the generator's) to read the records as text")
-    return train_stop(verifier, retokenize_records(train_records, dec, verifier),  # type: ignore[arg-type]
-                      retokenize_records(val_records, dec, verifier), config, out_dir,
-                      progress=progress, stop_after_epochs=stop_after_epochs)
 
 
 @register(SignalInfo("verifier", "II", "external", True,
