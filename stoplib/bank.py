@@ -16,12 +16,12 @@ import io
 import shutil
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .engines.base import Engine, Path, SamplingParams
+from .engines.base import Engine, ReasoningPath, SamplingParams
 from .grading import grade
 from .problems import Problem
 from .store import JsonlLog, atomic_write_bytes, read_jsonl
@@ -32,11 +32,11 @@ class BankProblem:
     """The N paths of one problem, with their grades."""
 
     problem: Problem
-    paths: list[Path]
+    paths: list[ReasoningPath]
     answers: list[str | None]
     correct: np.ndarray  # (N,) bool
 
-    def prefixes(self, length: int) -> list[Path]:
+    def prefixes(self, length: int) -> list[ReasoningPath]:
         """Each path cut at ``length`` generated tokens (finished if it ended by then)."""
         return [p.prefix(length) for p in self.paths]
 
@@ -64,7 +64,7 @@ class Bank:
         return np.array([[p.generated_tokens for p in bp.paths[:n]] for bp in self.problems])
 
 
-def _pack(paths: Sequence[Path]) -> bytes:
+def _pack(paths: Sequence[ReasoningPath]) -> bytes:
     """One problem's paths as ``.npz`` bytes. The top-k arrays are (total tokens, k), with k = 0
     when the paths were sampled with ``SamplingParams(logprobs=0)`` (no top log-probabilities)."""
     lengths = np.array([p.generated_tokens for p in paths], dtype=np.int64)
@@ -101,14 +101,14 @@ def _savez(**arrays: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _unpack(path: FsPath, prompt_index: int) -> list[Path]:
+def _unpack(path: Path, prompt_index: int) -> list[ReasoningPath]:
     with np.load(path) as z:
         lengths, prompt = z["lengths"], z["prompt_ids"].tolist()
         ends = np.cumsum(lengths)
         starts = ends - lengths
         out = []
         for i, (s, e) in enumerate(zip(starts, ends)):
-            out.append(Path(
+            out.append(ReasoningPath(
                 prompt_index=prompt_index, sample_index=i, prompt_ids=prompt,
                 token_ids=z["token_ids"][s:e].tolist(), logprobs=z["logprobs"][s:e],
                 entropies=z["entropies"][s:e], top_ids=z["top_ids"][s:e],
@@ -124,7 +124,7 @@ def build_bank(
     prompts: Sequence[Sequence[int]],
     n: int,
     params: SamplingParams,
-    out_dir: str | FsPath,
+    out_dir: str | Path,
     *,
     problems_per_call: int = 8,
     progress: bool = True,
@@ -141,7 +141,7 @@ def build_bank(
     indices = list(range(len(problems))) if indices is None else list(indices)
     if len(indices) != len(problems):
         raise ValueError(f"{len(problems)} problems but {len(indices)} indices")
-    out_dir = FsPath(out_dir)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = JsonlLog(out_dir / "index.jsonl", key="problem_id")
     todo = [i for i, p in enumerate(problems) if p.id not in index]
@@ -164,16 +164,16 @@ def build_bank(
     return load_bank(out_dir, problems)
 
 
-def copy_problem(source: str | FsPath, target: str | FsPath, index: int) -> None:
+def copy_problem(source: str | Path, target: str | Path, index: int) -> None:
     """Copy the arrays of problem ``index`` from the bank directory ``source`` into ``target``."""
     name = f"{index:05d}.npz"
-    shutil.copyfile(FsPath(source) / name, FsPath(target) / f".{name}.tmp")
-    (FsPath(target) / f".{name}.tmp").replace(FsPath(target) / name)
+    shutil.copyfile(Path(source) / name, Path(target) / f".{name}.tmp")
+    (Path(target) / f".{name}.tmp").replace(Path(target) / name)
 
 
-def load_bank(out_dir: str | FsPath, problems: Sequence[Problem]) -> Bank:
+def load_bank(out_dir: str | Path, problems: Sequence[Problem]) -> Bank:
     """Load a bank built for ``problems`` (in that order); errors name what is missing."""
-    out_dir = FsPath(out_dir)
+    out_dir = Path(out_dir)
     if not (out_dir / "index.jsonl").is_file():
         raise FileNotFoundError(f"{out_dir} holds no rollout bank (no index.jsonl); build it first")
     rows = {r["problem_id"]: r for r in read_jsonl(out_dir / "index.jsonl")}

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .engines.base import Engine, Launch, Path, SamplingParams
+from .engines.base import Engine, Launch, ReasoningPath, SamplingParams
 from .grading import answers_equal, grade, majority_vote
 from .metrics import Schedule, check_schedule
 from .problems import Problem
@@ -203,13 +203,13 @@ class _Track:
     """One problem's N paths through the stages (arrays in the launch's sample order)."""
 
     problem: Problem
-    paths: list[Path]  # as launched; the HF engine extends these same objects when it continues them
+    paths: list[ReasoningPath]  # as launched; the HF engine extends these same objects when it continues them
     prefix_tokens: list[int]  # generated tokens at the Launch pause
     scores: np.ndarray  # score at each path's last check (NaN: never checked)
     early: np.ndarray  # bool: ended before the check of the last stage it reached
     stage: np.ndarray  # int: the last stage each path reached
 
-    def checked(self, stage: int, group: Sequence[Path], scores: np.ndarray) -> None:
+    def checked(self, stage: int, group: Sequence[ReasoningPath], scores: np.ndarray) -> None:
         """Record a check of the paths ``group`` (those that reached ``stage``)."""
         position = {path.sample_index: j for j, path in enumerate(self.paths)}
         for path, score in zip(group, scores):
@@ -305,7 +305,7 @@ def _advance_and_check(engine: Any, pending: Sequence[_Checked], signal: Signal,
     return _Checked(tracks, launch, keep)
 
 
-def _top_k_open(group: Sequence[Path], scores: np.ndarray, k: int) -> list[int]:
+def _top_k_open(group: Sequence[ReasoningPath], scores: np.ndarray, k: int) -> list[int]:
     """Sample indices of the k best unfinished paths of one problem."""
     open_rows = [i for i, p in enumerate(group) if not p.finished]
     return top_k(scores[open_rows], [group[i].sample_index for i in open_rows], k)
@@ -321,14 +321,14 @@ def _resume(engine: Engine, pending: Sequence[_Checked], pooled: bool) -> list[P
             for c, kept_groups in zip(pending, resumed) for track, kept_paths in zip(c.tracks, kept_groups)]
 
 
-def _problem_result(engine: Engine, track: _Track, kept_paths: Sequence[Path]) -> ProblemResult:
+def _problem_result(engine: Engine, track: _Track, kept_paths: Sequence[ReasoningPath]) -> ProblemResult:
     """Records, vote and tokens of one problem."""
     problem = track.problem
     by_index = {p.sample_index: p for p in kept_paths}
     records = []
     for j, path in enumerate(track.paths):
         early = bool(track.early[j])
-        final: Path | None = path if early else by_index.get(path.sample_index)
+        final: ReasoningPath | None = path if early else by_index.get(path.sample_index)
         rec = PathRecord(problem.id, path.sample_index, track.prefix_tokens[j], float(track.scores[j]), early,
                          kept=final is not None, generated_tokens=(final or path).generated_tokens,
                          stage=int(track.stage[j]))

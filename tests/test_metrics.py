@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stoplib.bank import Bank, BankProblem, build_bank
-from stoplib.engines.base import Path, SamplingParams
+from stoplib.engines.base import ReasoningPath, SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
 from stoplib.metrics import (bank_arrays, bank_pass_at_k, bootstrap_ci, check_schedule, no_pruning,
                              paired_bootstrap_ci, pass_at_k, replay, replay_grid, replay_progressive, score_bank,
@@ -36,7 +36,7 @@ def make_bank(spec) -> Bank:
     problems = []
     for p, (gold, lengths, answers) in enumerate(spec):
         problem = Problem(id=f"q{p}", prompt=f"question {p}", answer=gold, kind="toy", source="test")
-        paths = [Path(p, i, [1], [5] * n, finish_reason="stop") for i, n in enumerate(lengths)]
+        paths = [ReasoningPath(p, i, [1], [5] * n, finish_reason="stop") for i, n in enumerate(lengths)]
         problems.append(BankProblem(problem, paths, list(answers), np.array([a == gold for a in answers])))
     return Bank(problems)
 

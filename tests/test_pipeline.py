@@ -8,7 +8,7 @@ import torch
 
 from stoplib.engines.base import SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
-from stoplib.engines.base import Launch, Path
+from stoplib.engines.base import Launch, ReasoningPath
 from stoplib.grading import majority_vote
 from stoplib.pipeline import run_pipeline
 from stoplib.problems import Problem
@@ -217,7 +217,7 @@ class ScriptedEngine:
         return self.texts[ids[0]]
 
     def launch(self, prompts, n, prefix_len, params):
-        paths = [[Path(p, i, list(prompt), token_ids=[i], finish_reason="stop") for i in range(n)]
+        paths = [[ReasoningPath(p, i, list(prompt), token_ids=[i], finish_reason="stop") for i in range(n)]
                  for p, prompt in enumerate(prompts)]
         return Launch(paths=paths, params=params, prefix_len=prefix_len, state=None)
 

@@ -165,7 +165,7 @@ def test_optimal_gamma_from_sweep_bins_and_groups():
 def _bank(n_problems: int = 3, n_paths: int = 16, seed: int = 0):
     """Complete paths of varied length; correct iff the answer is "1"."""
     from stoplib.bank import Bank, BankProblem
-    from stoplib.engines.base import Path
+    from stoplib.engines.base import ReasoningPath
     from stoplib.problems import Problem
 
     rng = np.random.default_rng(seed)
@@ -174,7 +174,7 @@ def _bank(n_problems: int = 3, n_paths: int = 16, seed: int = 0):
         problem = Problem(id=f"q{p}", prompt=f"question {p}", answer="1", kind="toy", source="test")
         lengths = rng.integers(4, 40, n_paths)
         answers = [str(a) for a in rng.integers(0, 3, n_paths)]
-        paths = [Path(p, i, [1], [5] * int(n), finish_reason="stop") for i, n in enumerate(lengths)]
+        paths = [ReasoningPath(p, i, [1], [5] * int(n), finish_reason="stop") for i, n in enumerate(lengths)]
         problems.append(BankProblem(problem, paths, answers, np.array([a == "1" for a in answers])))
     return Bank(problems)
 

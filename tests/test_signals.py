@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from stoplib.engines.base import Path, SamplingParams
+from stoplib.engines.base import ReasoningPath, SamplingParams
 from stoplib.engines.hf import HFEngine, load_model_and_tokenizer
 from stoplib.problems import Problem
 from stoplib.signals import REGISTRY, make_signal, top_k
@@ -47,8 +47,8 @@ EXPECTED = {  # name: (type, source, learnable)
 }
 
 
-def path_of(ids, sample_index=0, finished=False, **stats) -> Path:
-    return Path(prompt_index=0, sample_index=sample_index, prompt_ids=[1], token_ids=list(ids),
+def path_of(ids, sample_index=0, finished=False, **stats) -> ReasoningPath:
+    return ReasoningPath(prompt_index=0, sample_index=sample_index, prompt_ids=[1], token_ids=list(ids),
                 finish_reason="stop" if finished else None, **stats)
 
 
@@ -269,7 +269,7 @@ DC_CONF = [1.040, 1.570, 0.983, 1.378, 1.551]
 TOPK_CONF = [1.0397207708, 0.8573992140, 0.9830564282, 0.9162907319, 1.5505463946]
 
 
-def dc_path(with_ids: bool = True) -> Path:
+def dc_path(with_ids: bool = True) -> ReasoningPath:
     top = np.log(np.array(DC_TOP_P)).astype(np.float32)
     stats = {"top_ids": DC_TOP_IDS} if with_ids else {}
     return path_of(DC_TOKENS, top_logprobs=top, logprobs=np.log(DC_CHOSEN_P).astype(np.float32),
@@ -292,7 +292,7 @@ def test_deepconf_reference_definition_by_hand():
     np.testing.assert_array_equal(inside1, [True, False, True, False, False])
     assert deepconf_token_confidence(path.top_logprobs, path.logprobs, inside1, k=1)[4] == pytest.approx(1.551)
 
-    def get(name: str, p: Path = path, **kw) -> float:
+    def get(name: str, p: ReasoningPath = path, **kw) -> float:
         return float(make_signal(name, window=2, **kw).score([p])[0])
 
     # window 2 over DC_CONF: groups 1.305, 1.2765, 1.1805, 1.4645 (means of rounded values, not rounded)
@@ -459,7 +459,7 @@ def test_verifier_trains_on_text_and_scores_paths(tiny_model_dir, tmp_path, samp
     reloaded = TextVerifier.from_pretrained(result.best_dir)
     assert reloaded.model is not verifier.model
     assert evaluate(reloaded, type2.retokenize_records(val, decode, reloaded))["mse"] == pytest.approx(best, abs=1e-6)
-    # scoring from Path prefixes: decoded prompt + prefix text, re-encoded by the verifier
+    # scoring from ReasoningPath prefixes: decoded prompt + prefix text, re-encoded by the verifier
     tok, problems, groups = sampled
     signal = VerifierSignal(checkpoint=result.best_dir, tokenizer=tok)
     scores = signal.score(groups[0], problems[0])

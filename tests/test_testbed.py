@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stoplib.bank import Bank, BankProblem
-from stoplib.engines.base import Path
+from stoplib.engines.base import ReasoningPath
 from stoplib.problems import Problem
 from stoplib.testbed import distinct_prefixes, property_table
 
@@ -13,7 +13,8 @@ from stoplib.testbed import distinct_prefixes, property_table
 def _bank(prefixes_per_problem: list[list[list[int]]]) -> Bank:
     problems = []
     for j, rows in enumerate(prefixes_per_problem):
-        paths = [Path(j, i, [1], token_ids=list(ids) + [9, 9], finish_reason="stop") for i, ids in enumerate(rows)]
+        paths = [ReasoningPath(j, i, [1], token_ids=list(ids) + [9, 9], finish_reason="stop")
+                 for i, ids in enumerate(rows)]
         problems.append(BankProblem(Problem(id=f"p{j}", prompt="?", answer="1", kind="math", source="test"),
                                     paths, ["1"] * len(paths), np.ones(len(paths), bool)))
     return Bank(problems)

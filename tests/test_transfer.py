@@ -12,7 +12,7 @@ from stoplib import stages, transfer
 from stoplib.bank import Bank, BankProblem
 from stoplib.cli import notebook_paths, skip_reason
 from stoplib.config import resolve
-from stoplib.engines.base import Path
+from stoplib.engines.base import ReasoningPath
 from stoplib.problems import Problem
 from stoplib.signals.base import Signal, SignalInfo
 
@@ -21,7 +21,7 @@ def _bank(correct: list[list[bool]]) -> Bank:
     problems = []
     for p, row in enumerate(correct):
         problem = Problem(id=f"q{p}", prompt=f"question {p}", answer="1", kind="toy", source="test")
-        paths = [Path(p, i, [1], [5] * 20, finish_reason="stop") for i in range(len(row))]
+        paths = [ReasoningPath(p, i, [1], [5] * 20, finish_reason="stop") for i in range(len(row))]
         problems.append(BankProblem(problem, paths, ["1" if c else "0" for c in row], np.array(row)))
     return Bank(problems)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stoplib.bank import build_bank
-from stoplib.engines.base import Launch, Path, SamplingParams
+from stoplib.engines.base import Launch, ReasoningPath, SamplingParams
 from stoplib.grading import answer_classes, majority_vote
 from stoplib.metrics import replay, score_bank
 from stoplib.pipeline import run_pipeline
@@ -84,7 +84,7 @@ class ScriptedEngine:
             group = []
             for i, (_, length, _) in enumerate(CASES[p][2][:n]):
                 zeros = np.zeros(length, np.float32)
-                group.append(Path(j, i, list(prompt), [p * 100 + i] * length, logprobs=zeros, entropies=zeros,
+                group.append(ReasoningPath(j, i, list(prompt), [p * 100 + i] * length, logprobs=zeros, entropies=zeros,
                                   top_ids=np.zeros((length, 1), np.int32), top_logprobs=zeros[:, None],
                                   finish_reason="stop"))
             out.append(group)

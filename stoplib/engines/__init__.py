@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Engine, Launch, Path, SamplingParams, keep_all
+from .base import Engine, Launch, ReasoningPath, SamplingParams, keep_all
 
 
 def make_engine(name: str, model_path: str, *, batch_size: int = 64, **kwargs: Any) -> Engine:
@@ -25,4 +25,4 @@ def make_engine(name: str, model_path: str, *, batch_size: int = 64, **kwargs: A
     raise ValueError(f"unknown engine {name!r}; choose 'hf' or 'vllm'")
 
 
-__all__ = ["Engine", "Launch", "Path", "SamplingParams", "keep_all", "make_engine"]
+__all__ = ["Engine", "Launch", "ReasoningPath", "SamplingParams", "keep_all", "make_engine"]

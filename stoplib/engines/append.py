@@ -1,14 +1,14 @@
-"""Growing a ``Path`` by newly generated tokens and their per-token statistics (both engines)."""
+"""Growing a ``ReasoningPath`` by newly generated tokens and their per-token statistics (both engines)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Path
+from .base import ReasoningPath
 
 
-def append_tokens(path: Path, tokens: list[int], logprobs: np.ndarray, entropies: np.ndarray, top_ids: np.ndarray,
-                  top_logprobs: np.ndarray) -> None:
+def append_tokens(path: ReasoningPath, tokens: list[int], logprobs: np.ndarray, entropies: np.ndarray,
+                  top_ids: np.ndarray, top_logprobs: np.ndarray) -> None:
     """Extend ``path`` by ``tokens`` (T) with their chosen-token log-probabilities and entropies (T,)
     and their top-k ids and log-probabilities (T, k)."""
     path.token_ids = path.token_ids + tokens

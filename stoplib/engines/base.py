@@ -62,7 +62,7 @@ class SamplingParams:
 
 
 @dataclass
-class Path:
+class ReasoningPath:
     """One sampled reasoning path and its per-token statistics.
 
     Arrays have one row per generated token (T = ``len(token_ids)``): ``logprobs`` (T,)
@@ -100,7 +100,7 @@ class Path:
         """Tokens generated after the Launch pause (all of them if never paused)."""
         return len(self.token_ids) - (self.prefix_tokens or 0)
 
-    def prefix(self, length: int) -> "Path":
+    def prefix(self, length: int) -> "ReasoningPath":
         """A view of the first ``length`` generated tokens, as a paused path.
 
         A complete path contains its own prefix at every length, so a bank of complete
@@ -109,7 +109,7 @@ class Path:
         """
         length = min(length, len(self.token_ids))
         ended = length == len(self.token_ids) and self.finish_reason is not None
-        return Path(
+        return ReasoningPath(
             prompt_index=self.prompt_index,
             sample_index=self.sample_index,
             prompt_ids=self.prompt_ids,
@@ -131,12 +131,12 @@ class Launch:
     signals must not reach into it; STOP's Check goes through the engine's own hooks).
     """
 
-    paths: list[list[Path]]
+    paths: list[list[ReasoningPath]]
     params: SamplingParams
     prefix_len: int
     state: Any = None
 
-    def flat(self) -> list[Path]:
+    def flat(self) -> list[ReasoningPath]:
         return [path for group in self.paths for path in group]
 
 
@@ -148,7 +148,7 @@ class Engine(Protocol):
 
     def generate(
         self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *, seeds: Sequence[int] | None = None
-    ) -> list[list[Path]]:
+    ) -> list[list[ReasoningPath]]:
         """Sample ``n`` complete paths for each prompt (token ids); ``seeds`` (one per prompt)
         overrides ``params.seed`` per prompt, so prompts with different seeds share one call."""
         ...
@@ -159,7 +159,7 @@ class Engine(Protocol):
         """Sample ``n`` paths per prompt, each paused after ``prefix_len`` generated tokens."""
         ...
 
-    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
+    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[ReasoningPath]]:
         """Continue the kept paths (``keep[p]`` = sample indices of prompt p) to completion.
 
         Returns, per prompt, the kept paths in the order given; the state of every other

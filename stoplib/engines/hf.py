@@ -34,13 +34,13 @@ from here too.
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
+from .base import Launch, ReasoningPath, SamplingParams, as_token_ids, check_keep, eos_ids, keep_all
 from .hf_chunks import CACHE_SLACK, Chunk, append_steps, merge_chunks, pack_chunks
 from .hf_cpu import GQA_SDPA, MMAP_THRESHOLD, limit_heap_fragmentation, use_gqa_sdpa  # noqa: F401
 from .hf_load import load_model_and_tokenizer, resolve_device, resolve_dtype  # noqa: F401
@@ -74,7 +74,7 @@ class HFEngine:
 
     def __init__(
         self,
-        model: str | FsPath | Any,
+        model: str | Path | Any,
         tokenizer: Any = None,
         *,
         device: str = "auto",
@@ -90,7 +90,7 @@ class HFEngine:
         gqa_sdpa: bool = True,
         mmap_threshold: int | None = MMAP_THRESHOLD,
     ) -> None:
-        if isinstance(model, (str, FsPath)):
+        if isinstance(model, (str, Path)):
             model, loaded_tok = load_model_and_tokenizer(
                 model, device=device, dtype=dtype, revision=revision,
                 trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
@@ -120,7 +120,7 @@ class HFEngine:
     # ------------------------------------------------------------------ public API
     def generate(
         self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *, seeds: Sequence[int] | None = None
-    ) -> list[list[Path]]:
+    ) -> list[list[ReasoningPath]]:
         """Sample ``n`` complete paths for each prompt.
 
         ``seeds`` (optional): one sampling seed per prompt, overriding ``params.seed`` for that
@@ -142,7 +142,7 @@ class HFEngine:
             raise ValueError(f"prefix_len must be >= 1, got {prefix_len}")
         return self._start(prompts, n, min(prefix_len, params.max_new_tokens), params)
 
-    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
+    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[ReasoningPath]]:
         """Continue the kept paths to completion from their cached state; free the others."""
         return self.resume_many([launch], [keep])[0]
 
@@ -165,7 +165,7 @@ class HFEngine:
 
     def resume_many(
         self, launches: Sequence[Launch], keeps: Sequence[Sequence[Sequence[int]]]
-    ) -> list[list[list[Path]]]:
+    ) -> list[list[list[ReasoningPath]]]:
         """``resume`` of several launches (of equal sampling parameters) at once: first every
         discarded path's state is freed, then the kept paths of all launches continue together,
         packed into batches of up to ``batch_size`` rows (a pruned launch resumes a few paths per
@@ -209,7 +209,7 @@ class HFEngine:
         paused = max(launch.prefix_len for launch in launches)
         if prefix_len <= paused:
             raise ValueError(f"prefix_len={prefix_len} must exceed the launches' pause at {paused} tokens")
-        groups: list[list[Path]] = []
+        groups: list[list[ReasoningPath]] = []
         for launch, keep in zip(launches, keeps):
             by_key = {(path.prompt_index, path.sample_index): path for path in launch.flat()}
             groups.extend([by_key[(p, i)] for i in group] for p, group in enumerate(check_keep(launch, keep)))
@@ -229,7 +229,7 @@ class HFEngine:
                 path.prompt_index = q
         return Launch(paths=groups, params=params, prefix_len=target, state=chunks)
 
-    def resume_all(self, launch: Launch) -> list[list[Path]]:
+    def resume_all(self, launch: Launch) -> list[list[ReasoningPath]]:
         return self.resume(launch, keep_all(launch))
 
     def release(self, launch: Launch) -> None:
@@ -262,7 +262,7 @@ class HFEngine:
                 raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
         rows = [(p, i) for p in range(len(prompts)) for i in range(n)]
         chunks = []
-        paths: list[list[Path]] = [[] for _ in prompts]
+        paths: list[list[ReasoningPath]] = [[] for _ in prompts]
         for start in range(0, len(rows), self.batch_size):
             part = rows[start : start + self.batch_size]
             chunk = self._prefill(prompts, part, params, seeds, target)
@@ -299,7 +299,7 @@ class HFEngine:
         if len(unique) != len(rows) or not torch.equal(index, torch.arange(len(rows), device=self.device)):
             cache.batch_select_indices(index)
         keys = np.array([stream_key(seeds[p], prompts[p], i) for p, i in rows], dtype=np.uint64)
-        paths = [Path(prompt_index=p, sample_index=i, prompt_ids=prompts[p]) for p, i in rows]
+        paths = [ReasoningPath(prompt_index=p, sample_index=i, prompt_ids=prompts[p]) for p, i in rows]
         return Chunk(paths=paths, keys=keys, cache=cache, mask=mask[index], next_logits=out.logits[index, -1, :])
 
     def _select(self, chunk: Chunk, rows: list[int]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .append import append_tokens
-from .base import Path
+from .base import ReasoningPath
 from .kv import concat_right_aligned
 
 # Cache positions reserved beyond the longest sequence a chunk will generate: STOP's Check appends
@@ -23,7 +23,7 @@ CACHE_SLACK = 16
 class Chunk:
     """Decoding state of a batch of rows."""
 
-    paths: list[Path]  # one per row still in the batch (compaction drops finished rows)
+    paths: list[ReasoningPath]  # one per row still in the batch (compaction drops finished rows)
     keys: np.ndarray  # (rows,) uint64 random-stream keys
     cache: Any  # transformers Cache; covers prompt + generated tokens of every row
     mask: torch.Tensor  # (rows, S) attention mask of the cached positions
@@ -71,7 +71,7 @@ def merge_chunks(chunks: list[Chunk], max_new: int) -> Chunk:
                  next_logits=torch.cat([chunk.next_logits for chunk in chunks]))
 
 
-def append_steps(paths: list[Path], steps: list[tuple[np.ndarray, ...]], max_new: int,
+def append_steps(paths: list[ReasoningPath], steps: list[tuple[np.ndarray, ...]], max_new: int,
                  eos_ids: Collection[int]) -> None:
     """Move the per-step buffers (emitted mask, tokens, statistics) of a decode into the paths, and
     set finish reasons ("stop" at an end-of-sequence id, "length" at ``max_new`` tokens)."""

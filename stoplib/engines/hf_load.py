@@ -3,7 +3,7 @@ run their own copy): device and dtype resolution, and load errors that name the 
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
 
 
 def load_model_and_tokenizer(
-    model: str | FsPath,
+    model: str | Path,
     *,
     device: str = "auto",
     dtype: str | torch.dtype = "auto",
@@ -47,7 +47,7 @@ def load_model_and_tokenizer(
     from ..models import check_model_dir
 
     text = str(model)
-    local = FsPath(text).expanduser()
+    local = Path(text).expanduser()
     if not local.exists() and (text.startswith(("/", "./", "../", "~")) or text.count("/") > 1):
         raise FileNotFoundError(f"model directory {text!r} does not exist (a hub id has the form 'owner/name')")
     if local.exists():

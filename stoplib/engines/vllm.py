@@ -40,18 +40,18 @@ chunks), and the parallel sizes are checked before vLLM starts: see ``stoplib.en
 
 Conventions shared with the HF engine (``stoplib.engines.hf``):
 
-- token accounting: ``Path.token_ids`` = prefix + continuation, ``prefix_tokens`` = tokens at
+- token accounting: ``ReasoningPath.token_ids`` = prefix + continuation, ``prefix_tokens`` = tokens at
   the Launch pause, end-of-sequence = the HF engine's ids (generation config + tokenizer), the
   stop token is the last entry of ``token_ids``, ``finish_reason`` "stop" / "length" / None;
 - statistics are under the RAW model distribution (temperature 1, no top-k/top-p): vLLM is
   started with ``logprobs_mode="raw_logprobs"`` (log-softmax of the model's logits before any
-  processing). ``Path.logprobs`` (T,) chosen token, ``top_ids``/``top_logprobs`` (T, k) with
+  processing). ``ReasoningPath.logprobs`` (T,) chosen token, ``top_ids``/``top_logprobs`` (T, k) with
   k = ``SamplingParams.logprobs``, sorted by decreasing log-probability.
 
 What differs from the HF engine (documented deviations):
 
 - **entropies.** vLLM returns log-probabilities of the top-k tokens only, not the whole
-  distribution. ``entropy`` chooses what ``Path.entropies`` holds (``engine.entropy_kind``):
+  distribution. ``entropy`` chooses what ``ReasoningPath.entropies`` holds (``engine.entropy_kind``):
   ``"topk"`` (default) the entropy of the top-k log-probabilities with the remaining mass
   spread uniformly over the other V - k tokens: the largest entropy consistent with the
   observed top-k, so an upper bound on the true entropy, exact when the tail is uniform or
@@ -84,13 +84,13 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .append import append_tokens
-from .base import Launch, Path, SamplingParams, as_token_ids, check_keep, keep_all
+from .base import Launch, ReasoningPath, SamplingParams, as_token_ids, check_keep, keep_all
 from .vllm_options import (CPU_BLOCK_SIZE, check_cpu_head_size, check_no_partial_prefill, cpu_defaults,  # noqa: F401
                            load_eos_ids, on_cpu, parallel_kwargs, serve_stop_options, vllm_dtype)
 from .vllm_requests import (CacheStats, completion_stats, path_seed, paused_kv_tokens, prompt_seeds,  # noqa: F401
@@ -110,7 +110,7 @@ class _LaunchState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _mru_first(paths: Sequence[Path], order: Sequence[tuple[int, int]]) -> list[Path]:
+def _mru_first(paths: Sequence[ReasoningPath], order: Sequence[tuple[int, int]]) -> list[ReasoningPath]:
     """``paths`` sorted most recently used first according to ``order`` (least recent first);
     paths that ``order`` does not name come last, in their given order."""
     rank = {key: i for i, key in enumerate(order)}
@@ -148,7 +148,7 @@ class VLLMEngine:
 
     def __init__(
         self,
-        model_path: str | FsPath,
+        model_path: str | Path,
         *,
         tokenizer: Any = None,
         dtype: str = "auto",
@@ -161,7 +161,7 @@ class VLLMEngine:
         seed: int = 0,
         entropy: str = "topk",
         in_process: bool = False,
-        stop_checkpoint: str | FsPath | None = None,
+        stop_checkpoint: str | Path | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
         progress: bool = False,
@@ -179,7 +179,7 @@ class VLLMEngine:
         from transformers import AutoTokenizer
 
         model_path = str(model_path)
-        if tokenizer is None or isinstance(tokenizer, (str, FsPath)):
+        if tokenizer is None or isinstance(tokenizer, (str, Path)):
             tok_path = str(tokenizer or model_path)
             self.tokenizer = AutoTokenizer.from_pretrained(tok_path, revision=revision,
                                                            trust_remote_code=trust_remote_code)
@@ -239,7 +239,7 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ public API
     def generate(self, prompts: Sequence[Sequence[int]], n: int, params: SamplingParams, *,
-                 seeds: Sequence[int] | None = None) -> list[list[Path]]:
+                 seeds: Sequence[int] | None = None) -> list[list[ReasoningPath]]:
         """Sample ``n`` complete paths for each prompt. ``seeds`` (one per prompt) replaces
         ``params.seed`` for each prompt's paths: group p is ``generate([prompts[p]], n,
         params.with_(seed=seeds[p]))[0]``, whatever else is in the batch."""
@@ -265,7 +265,7 @@ class VLLMEngine:
         order = [(p.prompt_index, p.sample_index) for p in flat]
         return Launch(paths=paths, params=params, prefix_len=target, state=_LaunchState(order=order))
 
-    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[Path]]:
+    def resume(self, launch: Launch, keep: Sequence[Sequence[int]]) -> list[list[ReasoningPath]]:
         """Continue the kept paths to completion from prompt + prefix (prefix cache); the others
         are dropped. A launch can be resumed once."""
         if launch.state is None or not getattr(launch.state, "open", False):
@@ -280,7 +280,7 @@ class VLLMEngine:
         self.release(launch)
         return [[by_key[(p, i)] for i in group] for p, group in enumerate(keep)]
 
-    def resume_all(self, launch: Launch) -> list[list[Path]]:
+    def resume_all(self, launch: Launch) -> list[list[ReasoningPath]]:
         return self.resume(launch, keep_all(launch))
 
     def release(self, launch: Launch) -> None:
@@ -339,7 +339,7 @@ class VLLMEngine:
         return self.check_stats.hit_rate
 
     # ------------------------------------------------------------------ internals
-    def _new_paths(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[Path]]:
+    def _new_paths(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[ReasoningPath]]:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         ids = [as_token_ids(p, i) for i, p in enumerate(prompts)]
@@ -348,7 +348,7 @@ class VLLMEngine:
                 raise ValueError(f"prompt {i} has {len(p)} tokens, max_model_len is {self.max_model_len}")
             if min(p) < 0 or max(p) >= self.vocab_size:  # vLLM's own check is off (skip_tokenizer_init)
                 raise ValueError(f"prompt {i} holds token ids outside the vocabulary [0, {self.vocab_size})")
-        return [[Path(prompt_index=p, sample_index=i, prompt_ids=ids[p]) for i in range(n)]
+        return [[ReasoningPath(prompt_index=p, sample_index=i, prompt_ids=ids[p]) for i in range(n)]
                 for p in range(len(ids))]
 
     def _num_logprobs(self, params: SamplingParams) -> int | None:
@@ -366,7 +366,7 @@ class VLLMEngine:
             detokenize=False, skip_special_tokens=False,
         )
 
-    def _warn_if_cache_too_small(self, paths: list[list[Path]]) -> None:
+    def _warn_if_cache_too_small(self, paths: list[list[ReasoningPath]]) -> None:
         """Warn when the KV blocks of the prompts and paused prefixes of a launch (prompt blocks
         shared by the paths of a prompt) exceed the KV cache: Check and Resume would re-encode."""
         if not self.kv_cache_tokens:
@@ -379,7 +379,7 @@ class VLLMEngine:
                 "at once, or give vLLM more KV cache: VLLM_CPU_KVCACHE_SPACE on CPU, gpu_memory_utilization)",
                 RuntimeWarning, stacklevel=3)
 
-    def _run(self, paths: list[Path], params: SamplingParams, target: int, stage: int,
+    def _run(self, paths: list[ReasoningPath], params: SamplingParams, target: int, stage: int,
              seeds: Sequence[int] | None = None) -> CacheStats:
         """Extend every path until it stops or holds ``target`` generated tokens (one request per
         path, seeded per path and stage, from ``seeds[prompt index]`` or ``params.seed``); returns
@@ -412,7 +412,7 @@ class VLLMEngine:
             self._append(path, out.outputs[0], params)
         return stats
 
-    def _append(self, path: Path, completion: Any, params: SamplingParams) -> None:
+    def _append(self, path: ReasoningPath, completion: Any, params: SamplingParams) -> None:
         new = [int(t) for t in completion.token_ids]
         if not new:
             return

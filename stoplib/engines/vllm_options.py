@@ -26,7 +26,7 @@ binds them by hand.
 from __future__ import annotations
 
 import os
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any
 
 from .base import eos_ids
@@ -147,7 +147,7 @@ def vllm_dtype(dtype: str) -> str:
     return "bfloat16" if torch.cuda.is_available() else "float32"
 
 
-def serve_stop_options(model_path: str, checkpoint: str | FsPath, in_process: bool, revision: str | None,
+def serve_stop_options(model_path: str, checkpoint: str | Path, in_process: bool, revision: str | None,
                        trust_remote_code: bool, llm_kwargs: dict[str, Any]) -> tuple[int, int]:
     """Make vLLM serve a STOP checkpoint next to the base model (``stoplib.engines.vllm_stop``):
     registers the STOP model classes and sets ``llm_kwargs`` (architecture override, [STOP] token
@@ -172,7 +172,7 @@ def serve_stop_options(model_path: str, checkpoint: str | FsPath, in_process: bo
     num_tokens = int(meta["num_tokens"])
     stop_token_id = int(config.vocab_size)  # reserved: outside the embedding table
     overrides = dict(llm_kwargs.pop("hf_overrides", None) or {})
-    overrides.update(architectures=[vllm_stop.STOP_ARCHS[arch]], stop_checkpoint=str(FsPath(checkpoint).resolve()),
+    overrides.update(architectures=[vllm_stop.STOP_ARCHS[arch]], stop_checkpoint=str(Path(checkpoint).resolve()),
                      stop_token_id=stop_token_id)
     llm_kwargs["hf_overrides"] = overrides
     llm_kwargs["skip_tokenizer_init"] = True  # the reserved id is outside the tokenizer's range

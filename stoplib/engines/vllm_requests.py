@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import Path
+from .base import ReasoningPath
 
 
 def path_seed(seed: int, prompt_ids: Sequence[int], sample_index: int, stage: int) -> int:
@@ -114,7 +114,7 @@ def completion_stats(completion: Any, tokens: list[int], k: int, entropy_kind: s
     return chosen, entropy, rest_ids[:, :k].astype(np.int32), rest_lp[:, :k].astype(np.float32)
 
 
-def paused_kv_tokens(paths: list[list[Path]], block_size: int) -> int:
+def paused_kv_tokens(paths: list[list[ReasoningPath]], block_size: int) -> int:
     """KV cache tokens, in whole blocks, that the prompts and paused prefixes of a launch occupy
     (prompt blocks shared by the paths of a prompt; prompts whose paths all ended hold none)."""
     b = block_size

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..engines.base import Path
+from ..engines.base import ReasoningPath
 from ..problems import Problem
 
 
@@ -31,7 +31,7 @@ class Signal:
 
     info: SignalInfo
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         """Scores (N,) for the prefixes of one problem; higher = keep."""
         raise NotImplementedError
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..engines.base import Path
+from ..engines.base import ReasoningPath
 from ..problems import Problem
 from .base import Signal, SignalInfo, register
 
@@ -53,7 +53,7 @@ class TextSignal(Signal):
     def __init__(self, tokenizer: Any = None, decode: Decode | None = None) -> None:
         self._decode = text_decoder(tokenizer, decode)
 
-    def texts(self, prefixes: Sequence[Path]) -> list[str]:
+    def texts(self, prefixes: Sequence[ReasoningPath]) -> list[str]:
         """The decoded generated prefix of each path."""
         if self._decode is None:
             raise ValueError(f"signal {self.info.name!r} reads text: construct it with tokenizer= or decode=")
@@ -178,11 +178,11 @@ class SlimSCJaccard(TextSignal):
         self.unit = unit
         self.ngram = ngram
 
-    def sets(self, prefixes: Sequence[Path]) -> list[frozenset]:
+    def sets(self, prefixes: Sequence[ReasoningPath]) -> list[frozenset]:
         texts = [None] * len(prefixes) if self.unit == "tokens" else self.texts(prefixes)
         return [unit_set(t, p.token_ids, self.unit, self.ngram) for t, p in zip(texts, prefixes)]
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         if not prefixes:
             return np.zeros(0)
         order = slimsc_elimination_order(jaccard_matrix(self.sets(prefixes)), [p.sample_index for p in prefixes])
@@ -228,7 +228,7 @@ class StepConsensus(TextSignal):
         self.step_sep = step_sep
         self.drop_partial = drop_partial
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         n = len(prefixes)
         if n == 0:
             return np.zeros(0)

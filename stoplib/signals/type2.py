@@ -23,13 +23,13 @@ sequence re-encoding"). Decoding needs the generator's tokenizer (``tokenizer=``
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..engines.base import Path
+from ..engines.base import ReasoningPath
 from ..problems import Problem
 from .base import SignalInfo, register
 from .type1 import Decode, TextSignal
@@ -97,7 +97,7 @@ def aggregate_rewards(rewards: Sequence[float], how: str = "min") -> float:
     return float(np.log(np.clip(r, 1e-300, None)).sum())
 
 
-def load_prm(path: str | FsPath, *, trust_remote_code: bool = False, device: str = "auto",
+def load_prm(path: str | Path, *, trust_remote_code: bool = False, device: str = "auto",
              dtype: str | torch.dtype = "auto", revision: str | None = None) -> tuple[Any, Any]:
     """Load a PRM (token classification with 2 labels) and its tokenizer.
 
@@ -144,7 +144,7 @@ class PRMSignal(TextSignal):
     uninformative). ``max_length``: error if a PRM input is longer (None: no check).
     """
 
-    def __init__(self, prm: str | FsPath | Any = None, prm_tokenizer: Any = None, *, tokenizer: Any = None,
+    def __init__(self, prm: str | Path | Any = None, prm_tokenizer: Any = None, *, tokenizer: Any = None,
                  decode: Decode | None = None, step_sep: str = "\n\n", aggregate: str = "min",
                  include_prompt: bool = True, system: str | None = PRM_SYSTEM, step_token: str = PRM_STEP_TOKEN,
                  partial_last: str = "keep", empty_score: float = 0.5, batch_size: int = 8,
@@ -153,7 +153,7 @@ class PRMSignal(TextSignal):
         super().__init__(tokenizer, decode)
         if prm is None:
             raise ValueError("PRMSignal needs prm= (a PRM path or a loaded token-classification model)")
-        if isinstance(prm, (str, FsPath)):
+        if isinstance(prm, (str, Path)):
             prm, loaded_tok = load_prm(prm, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
             prm_tokenizer = prm_tokenizer or loaded_tok
         if prm_tokenizer is None:
@@ -170,14 +170,14 @@ class PRMSignal(TextSignal):
         self.include_prompt, self.system, self.step_token = include_prompt, system, step_token
         self.empty_score, self.batch_size, self.max_length = float(empty_score), batch_size, max_length
 
-    def _query(self, path: Path, problem: Problem | None) -> str:
+    def _query(self, path: ReasoningPath, problem: Problem | None) -> str:
         if not self.include_prompt:
             return ""
         if problem is not None:
             return problem.prompt
         return self._decode(list(path.prompt_ids))  # type: ignore[misc]  (texts() checked it exists)
 
-    def conversations(self, prefixes: Sequence[Path], problem: Problem | None = None) -> list[tuple[str, int]]:
+    def conversations(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> list[tuple[str, int]]:
         """(PRM input text, number of steps) per prefix; 0 steps means no input."""
         out = []
         for path, text in zip(prefixes, self.texts(prefixes)):
@@ -190,7 +190,7 @@ class PRMSignal(TextSignal):
         return out
 
     @torch.no_grad()
-    def rewards(self, prefixes: Sequence[Path], problem: Problem | None = None) -> list[np.ndarray]:
+    def rewards(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> list[np.ndarray]:
         """Step rewards of each prefix (empty array for a prefix without steps)."""
         convs = self.conversations(prefixes, problem)
         out: list[np.ndarray] = [np.zeros(0)] * len(convs)
@@ -221,6 +221,6 @@ class PRMSignal(TextSignal):
                 out[i] = rew
         return out
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         return np.array([aggregate_rewards(r, self.aggregate) if r.size else self.empty_score
                          for r in self.rewards(prefixes, problem)], dtype=float)

@@ -58,7 +58,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..engines.base import Path
+from ..engines.base import ReasoningPath
 from ..problems import Problem
 from .base import Signal, SignalInfo, register
 
@@ -69,14 +69,14 @@ TAIL_MASS_FLOOR = 1e-9  # the top-k mass is summed from stored (possibly float16
 @register(SignalInfo("mean_logprob", "III", "internal", False,
                      "mean chosen-token log-probability of the prefix (negative log-perplexity)"))
 class MeanLogprob(Signal):
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         return np.array([float(np.mean(p.logprobs)) if len(p.logprobs) else 0.0 for p in prefixes])
 
 
 @register(SignalInfo("min_logprob", "III", "internal", False,
                      "lowest chosen-token log-probability in the prefix"))
 class MinLogprob(Signal):
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         return np.array([float(np.min(p.logprobs)) if len(p.logprobs) else 0.0 for p in prefixes])
 
 
@@ -218,10 +218,10 @@ class _DeepConf(Signal):
         self.token_confidence = token_confidence
         resolve_window([1], window, window_frac)  # validate early
 
-    def _window(self, prefixes: Sequence[Path]) -> int:
+    def _window(self, prefixes: Sequence[ReasoningPath]) -> int:
         return resolve_window([len(p.token_ids) for p in prefixes], self.window, self.window_frac)
 
-    def _conf(self, path: Path) -> np.ndarray:
+    def _conf(self, path: ReasoningPath) -> np.ndarray:
         if len(path.token_ids) == 0:
             return np.zeros(0)
         if self.token_confidence == "topk":
@@ -229,7 +229,7 @@ class _DeepConf(Signal):
         inside = chosen_in_top_k(path.token_ids, path.logprobs, path.top_ids, path.top_logprobs, self.k)
         return deepconf_token_confidence(path.top_logprobs, path.logprobs, inside, self.k)
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         w = self._window(prefixes)
         return np.array([self._stat(self._conf(p), w) if len(p.token_ids) else 0.0 for p in prefixes], dtype=float)
 
@@ -288,7 +288,7 @@ class MeanEntropy(Signal):
     """score = -(1/T) sum_i H_i with H_i = -sum_j P_i(j) log P_i(j) (DeepConf's token entropy), exact (the
     engines record the entropy of the full distribution). Lower entropy = keep."""
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         out = []
         for p in prefixes:
             h = np.asarray(p.entropies, dtype=np.float64)
@@ -302,7 +302,7 @@ class Perplexity(Signal):
     """score = -PPL = -exp(-(1/T) sum_i log P_i(x_i)). A monotone transform of ``mean_logprob``:
     the same ranking, kept as its own entry because the paper names perplexity."""
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         out = []
         for p in prefixes:
             lp = _clean(p.logprobs)
@@ -376,7 +376,7 @@ class SelfCertainty(Signal):
         self.vocab_size = vocab_size
         self.mode = mode
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         out = []
         for p in prefixes:
             if len(p.token_ids) == 0:

@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..engines.base import Launch, Path
+from ..engines.base import Launch, ReasoningPath
 from ..problems import Problem
 from ..stop import StopScorer
 from .base import Signal, SignalInfo, register
@@ -27,7 +27,7 @@ class StopSignal(Signal):
     prefixes (used for replay on a bank and on engines without cache access).
     """
 
-    def __init__(self, scorer: StopScorer | None = None, checkpoint: str | FsPath | None = None,
+    def __init__(self, scorer: StopScorer | None = None, checkpoint: str | Path | None = None,
                  batch_size: int = 64, **load_kwargs: Any) -> None:
         if scorer is None:
             if checkpoint is None:
@@ -36,7 +36,7 @@ class StopSignal(Signal):
         self.scorer = scorer
         self.batch_size = batch_size
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         seqs = [p.prompt_ids + p.token_ids for p in prefixes]
         return self.scorer.score(seqs, batch_size=self.batch_size).cpu().numpy().astype(float)
 
@@ -68,7 +68,7 @@ class ServedStopSignal(Signal):
             raise ValueError("the engine serves no STOP checkpoint (VLLMEngine(..., stop_checkpoint=dir))")
         self.engine = engine
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         return self.engine.stop_score([p.prompt_ids + p.token_ids for p in prefixes])
 
     def score_launch(self, engine: Any, launch: Launch) -> dict[tuple[int, int], float] | None:

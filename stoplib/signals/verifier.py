@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from pathlib import Path as FsPath
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..engines.base import Path
+from ..engines.base import ReasoningPath
 from ..label_records import LabelRecord
 from ..prefix_scorer import PrefixScorer, decoder_body, present_lora_targets
 from ..problems import Problem
@@ -98,7 +98,7 @@ class TextVerifier(PrefixScorer):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_base(cls, model: str | FsPath, config: VerifierConfig | None = None, **load_kwargs: Any) -> "TextVerifier":
+    def from_base(cls, model: str | Path, config: VerifierConfig | None = None, **load_kwargs: Any) -> "TextVerifier":
         """A verifier on a fresh, separately loaded copy of the LM at ``model`` (path or hub id)."""
         from ..engines.hf import load_model_and_tokenizer
 
@@ -147,10 +147,10 @@ class TextVerifier(PrefixScorer):
         return self.score([self.encode_text(t) for t in texts], batch_size).cpu().numpy().astype(float)
 
     # ------------------------------------------------------------------ checkpoints
-    def save_pretrained(self, directory: str | FsPath) -> FsPath:
+    def save_pretrained(self, directory: str | Path) -> Path:
         from safetensors.torch import save_file, save_model
 
-        directory = FsPath(directory)
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = self.config.to_dict() | {"format_version": 1, "hidden_size": self.head.in_features}
         (directory / "verifier_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -162,10 +162,10 @@ class TextVerifier(PrefixScorer):
             save_model(self.model, str(directory / "model.safetensors"))
         return directory
 
-    def load_weights(self, directory: str | FsPath) -> "TextVerifier":
+    def load_weights(self, directory: str | Path) -> "TextVerifier":
         from safetensors.torch import load_file, load_model
 
-        directory = FsPath(directory)
+        directory = Path(directory)
         state = load_file(str(directory / "verifier_head.safetensors"))
         if tuple(state["head.weight"].shape) != tuple(self.head.weight.shape):
             raise ValueError(f"{directory}: head shape {tuple(state['head.weight'].shape)} does not fit the model "
@@ -186,10 +186,10 @@ class TextVerifier(PrefixScorer):
         return self.eval()
 
     @classmethod
-    def from_pretrained(cls, directory: str | FsPath, base_model: nn.Module | None = None, tokenizer: Any = None,
+    def from_pretrained(cls, directory: str | Path, base_model: nn.Module | None = None, tokenizer: Any = None,
                         **load_kwargs: Any) -> "TextVerifier":
         """Load a checkpoint; the base LM is loaded (a fresh copy) from its recorded path unless given."""
-        directory = FsPath(directory)
+        directory = Path(directory)
         path = directory / "verifier_config.json"
         if not path.exists():
             raise FileNotFoundError(f"{directory} has no verifier_config.json (not a verifier checkpoint)")
@@ -221,7 +221,7 @@ class VerifierSignal(TextSignal):
     decoding the training records went through). Score = the verifier's probability.
     """
 
-    def __init__(self, verifier: TextVerifier | None = None, checkpoint: str | FsPath | None = None, *,
+    def __init__(self, verifier: TextVerifier | None = None, checkpoint: str | Path | None = None, *,
                  tokenizer: Any = None, decode: Decode | None = None, batch_size: int = 32,
                  **load_kwargs: Any) -> None:
         super().__init__(tokenizer, decode)
@@ -232,12 +232,12 @@ class VerifierSignal(TextSignal):
         self.verifier = verifier
         self.batch_size = batch_size
 
-    def texts_with_prompt(self, prefixes: Sequence[Path]) -> list[str]:
+    def texts_with_prompt(self, prefixes: Sequence[ReasoningPath]) -> list[str]:
         if self._decode is None:
             raise ValueError("signal 'verifier' reads text: construct it with tokenizer= or decode=")
         return [self._decode(list(p.prompt_ids) + list(p.token_ids)) for p in prefixes]
 
-    def score(self, prefixes: Sequence[Path], problem: Problem | None = None) -> np.ndarray:
+    def score(self, prefixes: Sequence[ReasoningPath], problem: Problem | None = None) -> np.ndarray:
         if not prefixes:
             return np.zeros(0)
         return self.verifier.score_texts(self.texts_with_prompt(prefixes), self.batch_size)
