@@ -22,6 +22,9 @@ PIPELINE = ("stoplib.signals", "stoplib.pipeline", "stoplib.stages", "stoplib.ta
 RULES: dict[str, tuple[str, ...]] = {
     "stoplib.engines": ("stoplib.signals", "stoplib.pipeline", "stoplib.metrics", "stoplib.taxonomy",
                         "stoplib.stages", "stoplib.train", "stoplib.labels"),
+    # the signals score prefixes: what trains them, builds their data or runs them sits above
+    "stoplib.signals": ("stoplib.train", "stoplib.stages", "stoplib.pipeline", "stoplib.taxonomy",
+                        "stoplib.labels"),
     "stoplib.config": STAGE_CODE,
     "stoplib.stage_configs": STAGE_CODE,
     "stoplib.metrics": PIPELINE,
@@ -88,7 +91,7 @@ def test_the_layers_point_downward():
 
 def test_the_checker_reports_a_forbidden_import():
     source = (
-        "from .base import Path\n"
+        "from .base import ReasoningPath\n"
         "from ..models import check_model_dir\n"
         "import stoplib.pipeline\n"
         "def f():\n"
@@ -109,3 +112,6 @@ def test_the_checker_reports_a_forbidden_import():
         "stoplib.config:1 imports stoplib.stages"]
     assert forbidden_imports("from .stop import StopScorer\n", "stoplib.stage_configs") == [
         "stoplib.stage_configs:1 imports stoplib.stop"]
+    assert forbidden_imports("from ..train import train_verifier\n", "stoplib.signals.verifier") == [
+        "stoplib.signals.verifier:1 imports stoplib.train"]
+    assert forbidden_imports("from ..label_records import LabelRecord\n", "stoplib.signals.verifier") == []
