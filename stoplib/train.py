@@ -235,23 +235,26 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
             from tqdm.auto import tqdm
 
             iterator = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
-        for b, batch in enumerate(iterator):
-            if world > 1:
-                losses.append(data_parallel_step(
-                    scorer, batch, lambda mine, on_rows: _batch_loss(scorer, train_records, batch, config, train_states,
-                                                                     "sum", mine, on_rows),
-                    config.grad_accum, plan, rank, world))
-            else:
-                with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
-                    loss = _batch_loss(scorer, train_records, batch, config, train_states)
-                    (loss / config.grad_accum).backward()
-                losses.append(float(loss.detach()))
-            if (b + 1) % config.grad_accum == 0 or b + 1 == len(batches):
+        # on cached states stage 1 never runs: the adapter stays on for the epoch instead of being
+        # switched (a walk over every module) at each step
+        with scorer.adapter_on() if train_states is not None else nullcontext():
+            for b, batch in enumerate(iterator):
                 if world > 1:
-                    all_reduce_gradients(params)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                    def loss_sum(mine: list[int], on_rows: Callable[[], ContextManager[Any]], batch=batch) -> torch.Tensor:
+                        return _batch_loss(scorer, train_records, batch, config, train_states, "sum", mine, on_rows)
+
+                    losses.append(data_parallel_step(scorer, batch, loss_sum, config.grad_accum, plan, rank, world))
+                else:
+                    with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
+                        loss = _batch_loss(scorer, train_records, batch, config, train_states)
+                        (loss / config.grad_accum).backward()
+                    losses.append(float(loss.detach()))
+                if (b + 1) % config.grad_accum == 0 or b + 1 == len(batches):
+                    if world > 1:
+                        all_reduce_gradients(params)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
         if world > 1:
             probs = gather_scores(lambda rows: predict(scorer, val_records, states=val_states, rows=rows),
                                   len(val_records), rank, world)
