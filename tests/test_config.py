@@ -89,7 +89,7 @@ def test_editing_a_problems_file_changes_the_labels_key(tmp_path):
 
 def test_labels_from_a_file_do_not_need_the_evaluation_benchmark(tmp_path, monkeypatch):
     """Decontamination reads the evaluation problems only when both come from one source."""
-    from stoplib import stages
+    from stoplib import stage_labels, stages
     from stoplib.problems import save_problems
     from stoplib.toy.task import make_problems
 
@@ -100,8 +100,8 @@ def test_labels_from_a_file_do_not_need_the_evaluation_benchmark(tmp_path, monke
     def no_benchmark(_config):
         raise AssertionError("the evaluation benchmark was loaded")
 
-    monkeypatch.setattr(stages, "eval_problems", no_benchmark)
-    monkeypatch.setattr(stages, "check_dataset", lambda card, config: None)  # 3 problems may all be filtered out
+    monkeypatch.setattr(stage_labels, "eval_problems", no_benchmark)
+    monkeypatch.setattr(stage_labels, "check_dataset", lambda card, config: None)  # 3 problems may all be filtered out
     _, card = stages.labels_stage(config, progress=False)
     assert card["problems"] == 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stoplib import stages
+from stoplib import stage_engine, stages
 from stoplib.config import resolve
 
 
@@ -20,7 +20,7 @@ def test_parallel_sizes_default_to_one_and_need_vllm():
 
 def test_engine_for_passes_the_sizes_to_vllm_only(monkeypatch):
     seen = []
-    monkeypatch.setattr(stages, "make_engine", lambda name, path, **kwargs: seen.append((name, kwargs)))
+    monkeypatch.setattr(stage_engine, "make_engine", lambda name, path, **kwargs: seen.append((name, kwargs)))
     stages.engine_for(resolve("tiny", engine="vllm", tensor_parallel_size=4))
     stages.engine_for(resolve("tiny"))
     assert seen[0][0] == "vllm" and (seen[0][1]["tensor_parallel_size"], seen[0][1]["pipeline_parallel_size"]) == (4, 1)

@@ -162,7 +162,7 @@ def test_a_variant_run_is_keyed_by_its_configs_and_loads_whatever_its_summary_na
     the variant's name), and a finished run loads as written, whatever its summary's "variant"."""
     from dataclasses import replace
 
-    from stoplib import stages
+    from stoplib import stage_training, stages
     from stoplib.config import resolve
     from stoplib.store import Store, atomic_write_json
 
@@ -173,7 +173,7 @@ def test_a_variant_run_is_keyed_by_its_configs_and_loads_whatever_its_summary_na
         assert stages._trained_dir(config, variant) == Store(config.results_root).run_dir("stop", key)
     assert not stages.variant_configs(config, "stop_probe")[0].use_adapter
     assert stages.variant_configs(config, "stop_hard")[1].hard_labels
-    monkeypatch.setattr(stages, "labels_stage", lambda config, progress=True: (tmp_path / "labels", {}))
+    monkeypatch.setattr(stage_training, "labels_stage", lambda config, progress=True: (tmp_path / "labels", {}))
     for variant, recorded in (("stop_probe", "probe"), ("stop_hard", "hard")):
         summary = {"variant": recorded, "best_epoch": 1, "history": [{"epoch": 1, "val_mse": 0.1}],
                    "n_train": 4, "n_val": 2}
