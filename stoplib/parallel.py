@@ -10,50 +10,90 @@ keeps writing into the store; every job must itself be resumable (the stages are
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import time
+import traceback
 from typing import Any, Callable, Sequence
 
 
 def run_in_processes(target: Callable[..., None], jobs: Sequence[tuple[Any, ...]], workers: int, *,
                      threads: int | None = None, on_tick: Callable[[], None] | None = None,
                      poll_s: float = 0.5) -> None:
-    """Call ``target(*job)`` for every job, at most ``workers`` at a time, each in a new process.
+    """Call ``target(*job)`` for every job in ``workers`` new processes, each taking the next job
+    when it finishes one (in order; a process keeps what it loaded for the next job: the modules,
+    cached prefix states).
 
     ``target`` and the jobs must be picklable (``spawn`` start method). ``threads``: torch
     threads per worker (default: the cores divided among the workers). ``on_tick()`` runs in the
-    parent while it waits (progress display). Raises RuntimeError naming the first job whose
-    process failed, after killing the rest.
+    parent while it waits (progress display). Raises RuntimeError naming the first job that
+    failed (its traceback is printed by the worker), after killing the rest.
     """
     import multiprocessing
 
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    workers = min(workers, len(jobs))
+    if not workers:
+        return
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    queue = list(enumerate(jobs))
-    running: list[Any] = []
+    todo, done = context.Queue(), context.Queue()
+    for index, job in enumerate(jobs):
+        todo.put((index, job))
+    for _ in range(workers):
+        todo.put(None)
+    procs = [context.Process(target=_worker, args=(target, todo, done, threads), name=f"worker-{w}", daemon=True)
+             for w in range(workers)]
+    finished = 0
     try:
-        while queue or running:
-            while queue and len(running) < workers:
-                index, job = queue.pop(0)
-                proc = context.Process(target=_child, args=(target, job, threads), name=f"job-{index}", daemon=True)
-                proc.start()
-                running.append(proc)
-            time.sleep(poll_s)
+        for proc in procs:
+            proc.start()
+        while finished < len(jobs):
+            try:
+                index, ok = done.get(timeout=poll_s)
+            except queue.Empty:
+                index = None
             if on_tick is not None:
                 on_tick()
-            for proc in [p for p in running if not p.is_alive()]:
-                proc.join()
-                if proc.exitcode != 0:
-                    raise RuntimeError(f"worker {proc.name} exited with code {proc.exitcode} (its traceback is "
-                                       "above); what it wrote is kept: rerun to continue")
-                running.remove(proc)
+            if index is not None:
+                if not ok:
+                    raise RuntimeError(f"job {index} failed in a worker (its traceback is above); what it wrote "
+                                       "is kept: rerun to continue")
+                finished += 1
+            elif any(not p.is_alive() and p.exitcode != 0 for p in procs):
+                dead = next(p for p in procs if not p.is_alive() and p.exitcode != 0)
+                raise RuntimeError(f"{dead.name} exited with code {dead.exitcode} (its traceback is above); what "
+                                   "it wrote is kept: rerun to continue")
+        for proc in procs:
+            proc.join()
     finally:
-        for proc in running:
+        for proc in procs:
             if proc.is_alive():
                 proc.kill()
-            proc.join()
+            if proc.pid is not None:
+                proc.join()
+
+
+def _worker(target: Callable[..., None], todo: Any, done: Any, threads: int) -> None:
+    """A worker process: runs jobs from ``todo`` until its sentinel, reporting each to ``done``."""
+    die_with_parent()
+    import torch
+
+    torch.set_num_threads(threads)
+    while (item := todo.get()) is not None:
+        index, job = item
+        try:
+            target(*job)
+        except SystemExit as exit_:  # sys.exit(0) ends a job as it ended its process
+            if exit_.code not in (0, None):
+                done.put((index, False))
+                raise
+        except BaseException:
+            traceback.print_exc()
+            done.put((index, False))
+            raise SystemExit(1)
+        done.put((index, True))
 
 
 def run_process_group(target: Callable[..., None], job: tuple[Any, ...], world: int, *, threads: int = 1,

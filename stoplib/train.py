@@ -15,6 +15,7 @@ which keeps the last ``max_length`` tokens (the prompt's start is lost: use with
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -31,6 +32,7 @@ from .distributed import (RowPlan, all_reduce_gradients, barrier, data_parallel_
 from .epoch_commits import PROGRESS, commit_epoch, config_key, resume_point, restore_epoch
 from .label_records import HARD_FIELDS, SOFT_FIELDS, LabelRecord, load_label_records, parse_label_record
 from .metrics import auroc, within_problem_auroc
+from .models import model_identity
 from .prefix_states import PrefixStates
 from .signals.type1 import Decode, text_decoder
 from .signals.verifier import TextVerifier, retokenize_records
@@ -143,6 +145,36 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return fn
 
 
+# The prefix states last built in this process, by (base model content, dtype, device, records):
+# trainings one after another on the same labels (seeds, ablations, variants) build them once.
+_LAST_STATES: dict[tuple[Any, ...], tuple[PrefixStates, PrefixStates]] = {}
+
+
+def _prefix_states(scorer: StopScorer, train_records: Sequence[LabelRecord],
+                   val_records: Sequence[LabelRecord]) -> tuple[PrefixStates, PrefixStates]:
+    """Cached stage-1 states of the training and validation records (stage 1 is the frozen base
+    model with the adapter off, so they do not depend on the scorer's adapter, [STOP] tokens or
+    head). Reused when the base model is a local directory with the same content."""
+    base = Path(str(scorer.config.base_model or ""))
+    key = None
+    if scorer.config.base_model and base.is_dir():
+        digest = hashlib.sha256()
+        for part in (train_records, val_records):
+            for rec in part:
+                digest.update(np.asarray(rec.prefix_token_ids, dtype=np.int64).tobytes() + b"|")
+            digest.update(b"#")
+        attention = getattr(scorer.base_model.config, "_attn_implementation", None)
+        key = (model_identity(base)["sha256"], attention, str(scorer.head.weight.dtype), str(scorer.device),
+               digest.hexdigest())
+        if key in _LAST_STATES:
+            return _LAST_STATES[key]
+    states = PrefixStates(scorer, train_records), PrefixStates(scorer, val_records)
+    _LAST_STATES.clear()
+    if key is not None:
+        _LAST_STATES[key] = states
+    return states
+
+
 def _shared_resume_point(out_dir: Path, config: TrainConfig, rank: int) -> dict[str, Any] | None:
     """:func:`resume_point` in a data parallel group: process 0 tidies the directory, the others read."""
     committed = resume_point(out_dir, config_key(config)) if rank == 0 else None
@@ -200,7 +232,7 @@ def train_stop(
 
     train_states = val_states = None
     if hasattr(scorer, "extend_prefix") and 0 < PrefixStates.nbytes_needed(scorer, train_records + val_records) <= cache_bytes:
-        train_states, val_states = PrefixStates(scorer, train_records), PrefixStates(scorer, val_records)
+        train_states, val_states = _prefix_states(scorer, train_records, val_records)
     rng = random.Random(config.seed)
     for _ in range(start_epoch):  # keep the shuffling sequence identical after a resume
         rng.shuffle(list(range(len(train_records))))

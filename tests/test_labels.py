@@ -110,7 +110,7 @@ def test_workers_must_come_from_a_factory(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="workers"):
         build_labels(engine, problems, prompts, CONFIG, tmp_path, workers=0, progress=False)
     broken = functools.partial(HFEngine, tmp_path / "no-such-model", batch_size=16)
-    with pytest.raises(RuntimeError, match=r"worker job-\d exited"):
+    with pytest.raises(RuntimeError, match=r"job \d failed in a worker"):
         build_labels(broken, problems, prompts, CONFIG, tmp_path / "broken", workers=2, progress=False)
 
 

@@ -21,15 +21,23 @@ def fail(code: int) -> None:
     sys.exit(code)
 
 
-def test_jobs_run_in_their_own_processes(tmp_path):
-    run_in_processes(write_pid, [(tmp_path / f"{i}.pid",) for i in range(3)], workers=2)
-    pids = {int((tmp_path / f"{i}.pid").read_text()) for i in range(3)}
-    assert len(pids) == 3 and os.getpid() not in pids
+def kill_self() -> None:
+    os.kill(os.getpid(), 9)  # dies without a word: the parent sees the exit code
+
+
+def test_jobs_run_in_worker_processes(tmp_path):
+    run_in_processes(write_pid, [(tmp_path / f"{i}.pid",) for i in range(5)], workers=2)
+    pids = {int((tmp_path / f"{i}.pid").read_text()) for i in range(5)}
+    assert len(pids) == 2 and os.getpid() not in pids  # two workers, each taking the next job
+    run_in_processes(write_pid, [(tmp_path / "one.pid",)], workers=4)  # no more workers than jobs
+    assert int((tmp_path / "one.pid").read_text()) != os.getpid()
 
 
 def test_a_failed_job_raises_and_names_itself():
-    with pytest.raises(RuntimeError, match="worker job-1 exited with code 3"):
+    with pytest.raises(RuntimeError, match="job 1 failed in a worker"):
         run_in_processes(fail, [(0,), (3,)], workers=2)
+    with pytest.raises(RuntimeError, match="worker-0 exited with code -9"):
+        run_in_processes(kill_self, [()], workers=1)
     with pytest.raises(ValueError, match="workers"):
         run_in_processes(fail, [(0,)], workers=0)
 

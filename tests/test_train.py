@@ -123,6 +123,38 @@ def test_training_on_cached_prefix_states_equals_reencoding(tiny_model_dir, tmp_
     assert torch.allclose(one.score(seqs), two.score(seqs), atol=1e-5)
 
 
+def test_trainings_on_the_same_records_build_the_prefix_states_once(tiny_model_dir, tmp_path, monkeypatch):
+    """Seeds, variants and ablations trained one after another in a process share the stage-1
+    states; a run on shared states is the run on fresh ones, bit for bit."""
+    from stoplib import train as train_module
+
+    built = []
+
+    class Counting(train_module.PrefixStates):
+        def __init__(self, scorer, records, batch_size=32):
+            built.append(len(records))
+            super().__init__(scorer, records, batch_size)
+
+    monkeypatch.setattr(train_module, "PrefixStates", Counting)
+    monkeypatch.setattr(train_module, "_LAST_STATES", {})
+    records, val = synthetic(48, 6), synthetic(16, 7)
+    config = TrainConfig(lr=1e-2, epochs=2, batch_size=16, warmup_steps=1, seed=0)
+    first = train_stop(make_scorer(tiny_model_dir), records, val, config, tmp_path / "first", progress=False)
+    seed1 = TrainConfig(**{**config.__dict__, "seed": 1})
+    shared = train_stop(make_scorer(tiny_model_dir, lora_dropout=0.2), records, val, seed1, tmp_path / "shared",
+                        progress=False)
+    assert built == [48, 16]  # the second training reused the first one's states
+    train_module._LAST_STATES.clear()
+    fresh = train_stop(make_scorer(tiny_model_dir, lora_dropout=0.2), records, val, seed1, tmp_path / "fresh",
+                       progress=False)
+    assert built == [48, 16, 48, 16]
+    assert [h["train_loss"] for h in shared.history] == [h["train_loss"] for h in fresh.history]
+    assert [h["val_mse"] for h in shared.history] == [h["val_mse"] for h in fresh.history]
+    train_stop(make_scorer(tiny_model_dir), synthetic(48, 8), val, config, tmp_path / "other", progress=False)
+    assert built[-2:] == [48, 16]  # other records: built anew
+    assert first.history and len(train_module._LAST_STATES) == 1  # one set kept, the last
+
+
 def test_prefix_states_rebuild_the_stage_one_cache(tiny_model_dir):
     from stoplib.prefix_scorer import left_pad
     from stoplib.prefix_states import PrefixStates
