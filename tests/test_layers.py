@@ -13,18 +13,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stoplib"
 
 # the code the settings configure: the settings (stage_configs.py) sit below it, and config.py
 # builds them without importing it
-STAGE_CODE = ("stoplib.labels", "stoplib.stop", "stoplib.train", "stoplib.stages", "stoplib.pipeline",
-              "stoplib.taxonomy")
+# the stages' code by job (stages.py re-exports every name)
+STAGE_MODULES = ("stoplib.stages", "stoplib.stage_labels", "stoplib.stage_bank", "stoplib.stage_training",
+                 "stoplib.stage_keys", "stoplib.stage_runs", "stoplib.stage_inputs", "stoplib.stage_engine")
+STAGE_CODE = ("stoplib.labels", "stoplib.stop", "stoplib.train", "stoplib.pipeline", "stoplib.taxonomy") + STAGE_MODULES
 # the pipeline, its signals, stages and training: what the modules it is built from know nothing of
-PIPELINE = ("stoplib.signals", "stoplib.pipeline", "stoplib.stages", "stoplib.taxonomy", "stoplib.train")
+PIPELINE = ("stoplib.signals", "stoplib.pipeline", "stoplib.taxonomy", "stoplib.train") + STAGE_MODULES
 
 # module prefix -> import prefixes it must not use
 RULES: dict[str, tuple[str, ...]] = {
     "stoplib.engines": ("stoplib.signals", "stoplib.pipeline", "stoplib.metrics", "stoplib.taxonomy",
-                        "stoplib.stages", "stoplib.train", "stoplib.labels"),
+                        "stoplib.train", "stoplib.labels") + STAGE_MODULES,
     # the signals score prefixes: what trains them, builds their data or runs them sits above
-    "stoplib.signals": ("stoplib.train", "stoplib.stages", "stoplib.pipeline", "stoplib.taxonomy",
-                        "stoplib.labels"),
+    "stoplib.signals": ("stoplib.train", "stoplib.pipeline", "stoplib.taxonomy", "stoplib.labels") + STAGE_MODULES,
     "stoplib.config": STAGE_CODE,
     "stoplib.stage_configs": STAGE_CODE,
     "stoplib.metrics": PIPELINE,
