@@ -1,5 +1,8 @@
 """The vLLM engine: Launch -> Check -> Resume on the public ``vllm.LLM`` API (vLLM 0.32).
 
+(Left whole at ~420 lines: one engine class, a quarter of it this account of its semantics; how
+vLLM is started and what its requests return live in ``vllm_options`` and ``vllm_requests``.)
+
 Every path is its own request (``n=1``) with its own seed, so a path does not depend on the
 batch it runs in and each engine run is repeatable with a fixed ``SamplingParams.seed``.
 
