@@ -119,6 +119,12 @@ def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, 
 
 
 # ---------------------------------------------------------------- Type II verifier
+#: The verifier computes each batch in two parts (rows 0, 2, ... and 1, 3, ...): the same bits in
+#: one process and in a data parallel pair on two cores (``train_stop(parts=...)``); it is part of
+#: the verifier's store key.
+VERIFIER_PARTS = 2
+
+
 def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) the external text verifier on the same labels as STOP (Type II-retrain)."""
     labels_dir, _ = labels_stage(config, progress=progress)
@@ -135,7 +141,7 @@ def _train_verifier(config: RunConfig, directory: Path, labels_dir: Path, progre
     verifier = TextVerifier.from_base(config.model_path, verifier_config(config))
     result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
                             load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
-                            tokenizer=load_tokenizer(config), progress=progress)
+                            tokenizer=load_tokenizer(config), progress=progress, parts=VERIFIER_PARTS)
     return {"best_epoch": result.best_epoch, "history": result.history}
 
 
@@ -157,7 +163,7 @@ def _trained_dir(config: RunConfig, what: str) -> Path:
     """Store directory of a STOP variant or of the verifier (created if missing)."""
     if what == "verifier":  # the base model is in the labels' key (by content, not by path)
         key = {"labels": labels_key(config), "verifier": replace(verifier_config(config), base_model=""),
-               "train": verifier_train_config(config)}
+               "train": verifier_train_config(config), "parts": VERIFIER_PARTS}
         return Store(config.results_root).run_dir("verifier", key)
     stop, train = variant_configs(config, what)
     key = {"labels": labels_key(config), "stop": replace(stop, base_model=""), "train": train}
@@ -181,12 +187,11 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
 
     Each STOP job is an ordinary cached stage run in its own single-threaded process (the
     organism gains nothing from more threads, so two trainings on two cores take the time of
-    one). The verifier, the longest, trains first, data parallel over ``workers`` processes
-    (:mod:`stoplib.distributed`: the same batches and dropout masks as one process, so the same
-    training up to float rounding). Finished jobs are skipped. The labels are built first, in
-    this process. ``workers`` defaults to the first config's ``workers`` (2 for the organism on
-    CPU, 1 elsewhere, where the jobs then run one after another in this process). Returns the
-    jobs that were run.
+    one). The verifier, the longest, trains first, data parallel over as many of the workers as
+    divide :data:`VERIFIER_PARTS` (the same bits as in one process). Finished jobs are skipped.
+    The labels are built first, in this process. ``workers`` defaults to the first config's
+    ``workers`` (2 for the organism on CPU, 1 elsewhere, where the jobs then run one after another
+    in this process). Returns the jobs that were run.
     """
     for _, what in jobs:
         if what not in TRAINABLE:
@@ -205,8 +210,9 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
     from .parallel import run_in_processes, run_process_group
 
     threads = todo[0][0].threads
-    for job in [job for job in todo if job[1] == "verifier"]:  # the longest: data parallel on every core
-        run_process_group(_train, job, workers, threads=threads or 1)
+    group = max(d for d in range(1, VERIFIER_PARTS + 1) if VERIFIER_PARTS % d == 0 and d <= workers)
+    for job in [job for job in todo if job[1] == "verifier"]:  # the longest: data parallel
+        run_process_group(_train, job, group, threads=threads or 1)
     rest = [job for job in todo if job[1] != "verifier"]
     if len(rest) == 1:
         _train(*rest[0])

@@ -194,6 +194,7 @@ def train_stop(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    parts: int | None = None,
 ) -> TrainResult:
     """Train ``scorer`` in place; best checkpoint by validation MSE -> ``out_dir/best``.
 
@@ -208,11 +209,19 @@ def train_stop(
     the text verifier, whose adapter acts on every position) every step encodes its prefixes,
     the beginning a batch shares once (``PrefixScorer.logits``; exact, except that dropout then
     draws one mask for the shared part of the batch).
+
+    ``parts``: compute each batch (and the validation scores) in this many parts, rows j, j +
+    parts, ... (:mod:`stoplib.distributed`), so that one process and a data parallel group whose
+    size divides ``parts`` train alike (to the bit for 2 parts and ``grad_accum`` 1). None: one
+    part per process (the training then depends on the number of processes up to float rounding).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rank, world = process_rank()
     progress = progress and rank == 0
+    if parts is not None and (parts < 1 or parts % world):
+        raise ValueError(f"parts={parts} must be a positive multiple of the {world} processes")
+    split = world > 1 or (parts or 1) > 1
     train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
     if not train_records or not val_records:
         raise ValueError("training needs at least one training and one validation record")
@@ -238,10 +247,10 @@ def train_stop(
         rng.shuffle(list(range(len(train_records))))
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, start_epoch + stop_after_epochs)
     plan = RowPlan()
-    restore = install_row_dropout(scorer, plan) if world > 1 else (lambda: None)
+    restore = install_row_dropout(scorer, plan) if split else (lambda: None)
     try:
         _epochs(scorer, train_records, val_records, config, out_dir, result, optimizer, scheduler, rng,
-                range(start_epoch, last_epoch), train_states, val_states, plan, rank, world, progress)
+                range(start_epoch, last_epoch), train_states, val_states, plan, rank, world, parts, progress)
     finally:
         restore()
     scorer.eval()
@@ -251,8 +260,10 @@ def train_stop(
 def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_records: Sequence[LabelRecord],
             config: TrainConfig, out_dir: Path, result: TrainResult, optimizer: Any, scheduler: Any,
             rng: random.Random, epochs: range, train_states: PrefixStates | None, val_states: PrefixStates | None,
-            plan: RowPlan, rank: int, world: int, progress: bool) -> None:
-    """The epochs of :func:`train_stop`; with ``world`` > 1 processes, this one's share of each."""
+            plan: RowPlan, rank: int, world: int, parts: int | None, progress: bool) -> None:
+    """The epochs of :func:`train_stop`; with ``world`` > 1 processes, this one's share of each
+    (of each batch's ``parts``)."""
+    split = world > 1 or (parts or 1) > 1
     params = scorer.trainable_parameters()
     for epoch in epochs:
         start = time.time()
@@ -271,11 +282,12 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
         # switched (a walk over every module) at each step
         with scorer.adapter_on() if train_states is not None else nullcontext():
             for b, batch in enumerate(iterator):
-                if world > 1:
+                if split:
                     def loss_sum(mine: list[int], on_rows: Callable[[], ContextManager[Any]], batch=batch) -> torch.Tensor:
                         return _batch_loss(scorer, train_records, batch, config, train_states, "sum", mine, on_rows)
 
-                    losses.append(data_parallel_step(scorer, batch, loss_sum, config.grad_accum, plan, rank, world))
+                    losses.append(data_parallel_step(scorer, batch, loss_sum, config.grad_accum, plan, rank, world,
+                                                     parts))
                 else:
                     with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
                         loss = _batch_loss(scorer, train_records, batch, config, train_states)
@@ -287,9 +299,9 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-        if world > 1:
+        if split:
             probs = gather_scores(lambda rows: predict(scorer, val_records, states=val_states, rows=rows),
-                                  len(val_records), rank, world)
+                                  len(val_records), rank, world, parts)
             val = _metrics(probs, val_records)
         else:
             val = evaluate(scorer, val_records, states=val_states)
@@ -310,17 +322,19 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
 
 def train_verifier(verifier: TextVerifier, train_records: Sequence[LabelRecord], val_records: Sequence[LabelRecord],
                    config: TrainConfig, out_dir: str | Path, *, decode: Decode | None = None, tokenizer: Any = None,
-                   progress: bool = True, stop_after_epochs: int | None = None) -> TrainResult:
+                   progress: bool = True, stop_after_epochs: int | None = None,
+                   parts: int | None = None) -> TrainResult:
     """Train the text verifier ``verifier`` in place with soft BCE on STOP's label records.
 
     The records hold the *generator's* token ids: ``decode`` (or the generator's ``tokenizer``)
     turns them into text, which the verifier re-tokenizes. ``config.max_length`` applies to the
     verifier's ids. The loop is :func:`train_stop`'s (best checkpoint by validation MSE in
-    ``out_dir/best``; a later call with the same ``out_dir`` resumes after the last epoch).
+    ``out_dir/best``; a later call with the same ``out_dir`` resumes after the last epoch;
+    ``parts``: as there).
     """
     dec = text_decoder(tokenizer, decode)
     if dec is None:
         raise ValueError("train_verifier needs decode= or tokenizer= (the generator's) to read the records as text")
     return train_stop(verifier, retokenize_records(train_records, dec, verifier),  # type: ignore[arg-type]
                       retokenize_records(val_records, dec, verifier), config, out_dir,
-                      progress=progress, stop_after_epochs=stop_after_epochs)
+                      progress=progress, stop_after_epochs=stop_after_epochs, parts=parts)

@@ -3,7 +3,8 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_job.py MODEL_DIR OUT_DIR
 
 Trains STOP on the test's records twice (on cached prefix states, and re-encoding every step),
-then the text verifier (records as they are, and behind a shared beginning); process 0 writes each run's history to OUT_DIR/<run>.json.
+then the text verifier in 2 parts per batch (records as they are, and behind a shared beginning);
+process 0 writes each run's history to OUT_DIR/<run>.json.
 """
 
 import json
@@ -16,7 +17,8 @@ import torch  # noqa: E402
 
 from stoplib import train  # noqa: E402
 from tests.test_train import make_scorer  # noqa: E402
-from tests.test_train_parallel import CONFIG, RUNS, VERIFIER_RUNS, make_verifier, records, verifier_records  # noqa: E402,E501
+from tests.test_train_parallel import (CONFIG, PARTS, RUNS, VERIFIER_CONFIG, VERIFIER_RUNS,  # noqa: E402
+                                      make_verifier, records, verifier_records)
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -30,7 +32,7 @@ if __name__ == "__main__":
         if rank == 0:
             (out_dir / f"{name}.json").write_text(json.dumps(result.history))
     for name in VERIFIER_RUNS:
-        result = train.train_stop(make_verifier(model_dir), *verifier_records(name), CONFIG, out_dir / name,
-                                  progress=False)
+        result = train.train_stop(make_verifier(model_dir), *verifier_records(name), VERIFIER_CONFIG, out_dir / name,
+                                  progress=False, parts=PARTS)
         if rank == 0:
             (out_dir / f"{name}.json").write_text(json.dumps(result.history))

@@ -28,7 +28,7 @@ def kill_self() -> None:
 def test_jobs_run_in_worker_processes(tmp_path):
     run_in_processes(write_pid, [(tmp_path / f"{i}.pid",) for i in range(5)], workers=2)
     pids = {int((tmp_path / f"{i}.pid").read_text()) for i in range(5)}
-    assert len(pids) == 2 and os.getpid() not in pids  # two workers, each taking the next job
+    assert len(pids) <= 2 and os.getpid() not in pids  # at most two workers, each taking job after job
     run_in_processes(write_pid, [(tmp_path / "one.pid",)], workers=4)  # no more workers than jobs
     assert int((tmp_path / "one.pid").read_text()) != os.getpid()
 
@@ -85,9 +85,9 @@ def test_a_process_group_runs_one_job_on_every_process(tmp_path):
 
 @pytest.mark.slow
 def test_the_verifier_trains_data_parallel_as_in_one_process(tmp_path):
-    """train_parallel trains the verifier over 2 processes into the same store entry, with the
-    history of one process up to float rounding."""
-    from tests.test_train_parallel import assert_same_history
+    """train_parallel trains the verifier over 2 processes into the same store entry as one
+    process, with the same bits."""
+    from safetensors.torch import load_file
 
     one = resolve("tiny", results_root=str(tmp_path / "one"), workers=1)
     two = resolve("tiny", results_root=str(tmp_path / "two"), workers=2)
@@ -96,5 +96,10 @@ def test_the_verifier_trains_data_parallel_as_in_one_process(tmp_path):
     best_one, summary_one = stages.verifier_stage(one, progress=False)
     best_two, summary_two = stages.verifier_stage(two, progress=False)
     assert best_one.relative_to(tmp_path / "one") == best_two.relative_to(tmp_path / "two")  # one store key
-    assert_same_history(summary_one["history"], summary_two["history"])
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in summary_one["history"]] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in summary_two["history"]]
     assert summary_one["best_epoch"] == summary_two["best_epoch"]
+    for file in ("verifier_head.safetensors", "adapter/adapter_model.safetensors"):
+        assert load_file(str(best_one / file)).keys() == load_file(str(best_two / file)).keys()
+        assert all(a.equal(b) for a, b in zip(load_file(str(best_one / file)).values(),
+                                              load_file(str(best_two / file)).values())), file
