@@ -8,12 +8,12 @@ optimizer step, so every process takes the same step as one process would, up to
 rounding; LoRA dropout draws the mask of the whole batch and applies this process's rows of it
 (on CPU the very mask one process draws). Process 0 alone writes checkpoints and progress.
 
-With a fixed number of parts P (``train_stop(parts=P)``), part j being the rows j, j+P, ... of
-each batch, a process runs the parts i, i+N, ... (N dividing P) one after another, replaying the
-masks its first part drew: every part draws the masks one process draws for the whole batch,
-so the training is the same in any number of processes. It is the same to the bit for P = 2 in
-one or two processes with ``grad_accum`` 1 (two gradients summed, in either order); otherwise
-the sums of the parts' gradients are grouped differently (float rounding).
+With a fixed number of parts P (``train_stop(parts=P)``), part j of a batch being its rows j,
+j+P, ..., each part runs as a batch of its own with a random seed of its own (its dropout masks),
+and a process runs the parts i, i+N, ... (N dividing P): one process and N processes compute
+every part alike. The training is then the same to the bit for P = 2 in one or two processes
+with ``grad_accum`` 1 (two gradients summed, in either order); otherwise the sums of the parts'
+gradients are grouped differently (float rounding).
 """
 
 from __future__ import annotations
@@ -58,17 +58,12 @@ def barrier() -> None:
 
 
 class RowPlan:
-    """Where a data parallel step stands: the global batch size and the rows of the part that
-    runs (:meth:`active`; outside, dropout acts on what it is given, e.g. a beginning the batch
-    shares), and the dropout masks of the batch, drawn by the first part a process runs and
-    replayed, in the same order, by its other parts."""
+    """The global batch size and this process's rows in it, while this process's rows run
+    (:meth:`active`); outside, dropout draws as in one process (a beginning the batch shares)."""
 
     def __init__(self) -> None:
         self.size: int | None = None
         self.rows: list[int] = []
-        self.masks: list[torch.Tensor] | None = None  # None: draw as one process would
-        self.replaying = False
-        self.cursor = 0
 
     @contextlib.contextmanager
     def active(self, size: int, rows: list[int]) -> Iterator[None]:
@@ -78,32 +73,19 @@ class RowPlan:
         finally:
             self.size, self.rows = None, []
 
-    def mask(self, shape: tuple[int, ...], p: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The next dropout mask (scaled by 1/(1-p)): drawn as ``F.dropout`` draws it on CPU, or
-        replayed."""
-        if self.replaying and self.masks is not None:
-            mask = self.masks[self.cursor]
-            self.cursor += 1
-            return mask
-        mask = torch.empty(shape, dtype=dtype, device=device).bernoulli_(1 - p).div_(1 - p)
-        if self.masks is not None:
-            self.masks.append(mask)
-        return mask
-
 
 class RowDropout(torch.nn.Module):
-    """Dropout of the running part's rows of a global batch with the mask drawn for the whole batch."""
+    """Dropout of this process's rows of a global batch with the mask drawn for the whole batch."""
 
     def __init__(self, p: float, plan: RowPlan) -> None:
         super().__init__()
         self.p, self.plan = p, plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or (self.plan.size is None and self.plan.masks is None):
+        if not self.training or self.plan.size is None:
             return torch.nn.functional.dropout(x, self.p, self.training)
-        if self.plan.size is None:  # not the rows: drawn (or replayed) for this tensor as it is
-            return x * self.plan.mask(tuple(x.shape), self.p, x.dtype, x.device)
-        mask = self.plan.mask((self.plan.size, *x.shape[1:]), self.p, x.dtype, x.device)
+        mask = torch.empty((self.plan.size, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        mask.bernoulli_(1 - self.p).div_(1 - self.p)  # what F.dropout draws on CPU for the whole batch
         return x * mask[self.plan.rows]
 
 
@@ -126,31 +108,44 @@ def install_row_dropout(scorer: Any, plan: RowPlan) -> Callable[[], None]:
 
 def data_parallel_step(scorer: Any, batch: list[int],
                        loss_sum: Callable[[list[int], Callable[[], ContextManager[None]]], torch.Tensor],
-                       grad_accum: int, plan: RowPlan, rank: int, world: int, parts: int | None = None) -> float:
-    """Forward and backward of this process's parts of ``batch`` (``parts`` parts, part j the
-    rows j, j + parts, ...; this process runs the parts j with j % world == rank; default
-    ``parts`` = ``world``); ``loss_sum(mine, on_rows)``: the summed loss of the batch's positions
-    ``mine``, with ``on_rows()`` entered around their forward. Each part adds its share of the
-    batch's mean loss to the gradients, so the sum over the parts is the batch's gradient
-    whatever the number of processes. Returns the batch's mean loss over every process."""
+                       grad_accum: int, plan: RowPlan, rank: int, world: int) -> float:
+    """Forward and backward of this process's rows of ``batch`` (its share of the batch's mean
+    loss; ``loss_sum(mine, on_rows)``: the summed loss of the batch's positions ``mine``, with
+    ``on_rows()`` entered around their forward); returns the batch's mean loss over every process."""
     import torch.distributed as dist
 
-    parts = parts or world
+    mine = list(range(rank, len(batch), world))
     total = torch.zeros((), dtype=torch.float64, device=scorer.device)
-    plan.masks, plan.replaying = [], False
-    try:
-        for part in range(rank, parts, world):
-            mine = list(range(part, len(batch), parts))
-            if not mine:
-                continue
-            with scorer.adapter_on():
-                loss = loss_sum(mine, lambda: plan.active(len(batch), mine))
-                (loss / (len(batch) * grad_accum)).backward()
-            total += loss.detach().double()
-            plan.replaying, plan.cursor = True, 0
-    finally:
-        plan.masks, plan.replaying, plan.cursor = None, False, 0
+    if mine:
+        with scorer.adapter_on():
+            loss = loss_sum(mine, lambda: plan.active(len(batch), mine))
+            (loss / (len(batch) * grad_accum)).backward()
+        total += loss.detach().double()
+    dist.all_reduce(total)
+    return float(total) / len(batch)
+
+
+def parts_step(scorer: Any, batch: list[int], loss_sum: Callable[[list[int]], torch.Tensor], grad_accum: int,
+               parts: int, part_seed: Callable[[int], int], rank: int, world: int) -> float:
+    """Forward and backward of this process's parts of ``batch``: part j holds the rows j, j +
+    parts, ... and runs, as a batch of its own, after ``torch.manual_seed(part_seed(j))``; this
+    process runs the parts j with j % world == rank. ``loss_sum(rows)``: the summed loss of the
+    records at ``rows``. Each part adds its share of the batch's mean loss to the gradients, so
+    one process and a group of processes (a divisor of ``parts``) compute every part alike.
+    Returns the batch's mean loss over every process."""
+    total = torch.zeros((), dtype=torch.float64, device=scorer.device)
+    for part in range(rank, parts, world):
+        rows = batch[part::parts]
+        if not rows:
+            continue
+        torch.manual_seed(part_seed(part))
+        with scorer.adapter_on():
+            loss = loss_sum(rows)
+            (loss / (len(batch) * grad_accum)).backward()
+        total += loss.detach().double()
     if world > 1:
+        import torch.distributed as dist
+
         dist.all_reduce(total)
     return float(total) / len(batch)
 

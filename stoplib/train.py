@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .distributed import (RowPlan, all_reduce_gradients, barrier, data_parallel_step, gather_scores,
-                          init_distributed, install_row_dropout, process_rank)
+                          init_distributed, install_row_dropout, parts_step, process_rank)
 from .epoch_commits import PROGRESS, commit_epoch, config_key, resume_point, restore_epoch
 from .label_records import HARD_FIELDS, SOFT_FIELDS, LabelRecord, load_label_records, parse_label_record
 from .metrics import auroc, within_problem_auroc
@@ -211,9 +211,10 @@ def train_stop(
     draws one mask for the shared part of the batch).
 
     ``parts``: compute each batch (and the validation scores) in this many parts, rows j, j +
-    parts, ... (:mod:`stoplib.distributed`), so that one process and a data parallel group whose
-    size divides ``parts`` train alike (to the bit for 2 parts and ``grad_accum`` 1). None: one
-    part per process (the training then depends on the number of processes up to float rounding).
+    parts, ..., each a batch of its own with a random seed of its own (:mod:`stoplib.distributed`),
+    so that one process and a data parallel group whose size divides ``parts`` train alike (to the
+    bit for 2 parts and ``grad_accum`` 1). None: one part per process (the training then depends
+    on the number of processes up to float rounding).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +222,6 @@ def train_stop(
     progress = progress and rank == 0
     if parts is not None and (parts < 1 or parts % world):
         raise ValueError(f"parts={parts} must be a positive multiple of the {world} processes")
-    split = world > 1 or (parts or 1) > 1
     train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
     if not train_records or not val_records:
         raise ValueError("training needs at least one training and one validation record")
@@ -247,7 +247,7 @@ def train_stop(
         rng.shuffle(list(range(len(train_records))))
     last_epoch = config.epochs if stop_after_epochs is None else min(config.epochs, start_epoch + stop_after_epochs)
     plan = RowPlan()
-    restore = install_row_dropout(scorer, plan) if split else (lambda: None)
+    restore = install_row_dropout(scorer, plan) if world > 1 and parts is None else (lambda: None)
     try:
         _epochs(scorer, train_records, val_records, config, out_dir, result, optimizer, scheduler, rng,
                 range(start_epoch, last_epoch), train_states, val_states, plan, rank, world, parts, progress)
@@ -263,7 +263,6 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
             plan: RowPlan, rank: int, world: int, parts: int | None, progress: bool) -> None:
     """The epochs of :func:`train_stop`; with ``world`` > 1 processes, this one's share of each
     (of each batch's ``parts``)."""
-    split = world > 1 or (parts or 1) > 1
     params = scorer.trainable_parameters()
     for epoch in epochs:
         start = time.time()
@@ -282,12 +281,18 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
         # switched (a walk over every module) at each step
         with scorer.adapter_on() if train_states is not None else nullcontext():
             for b, batch in enumerate(iterator):
-                if split:
+                if parts is not None:
+                    def part_seed(part: int, epoch: int = epoch, b: int = b) -> int:
+                        return ((config.seed * 1000 + epoch) * 1_000_003 + b) * parts + part
+
+                    losses.append(parts_step(scorer, batch, lambda rows: _batch_loss(
+                        scorer, train_records, rows, config, train_states, "sum"), config.grad_accum, parts, part_seed,
+                        rank, world))
+                elif world > 1:
                     def loss_sum(mine: list[int], on_rows: Callable[[], ContextManager[Any]], batch=batch) -> torch.Tensor:
                         return _batch_loss(scorer, train_records, batch, config, train_states, "sum", mine, on_rows)
 
-                    losses.append(data_parallel_step(scorer, batch, loss_sum, config.grad_accum, plan, rank, world,
-                                                     parts))
+                    losses.append(data_parallel_step(scorer, batch, loss_sum, config.grad_accum, plan, rank, world))
                 else:
                     with scorer.adapter_on():  # stage 1 runs with the adapter off (inside forward, or cached)
                         loss = _batch_loss(scorer, train_records, batch, config, train_states)
@@ -299,7 +304,7 @@ def _epochs(scorer: StopScorer, train_records: Sequence[LabelRecord], val_record
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-        if split:
+        if world > 1 or parts is not None:
             probs = gather_scores(lambda rows: predict(scorer, val_records, states=val_states, rows=rows),
                                   len(val_records), rank, world, parts)
             val = _metrics(probs, val_records)
