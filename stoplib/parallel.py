@@ -1,5 +1,4 @@
-"""Run independent jobs in spawned worker processes (dataset shards, trainings of the organism),
-or one job in a data parallel group of processes (a training too long for one core).
+"""Run independent jobs in spawned worker processes (dataset shards, trainings of the organism).
 
 A 0.3M-parameter model gains nothing from intra-op threads, so on a CPU one single-threaded
 process per core is the way to use the cores. Workers die with their parent (Linux
@@ -94,72 +93,6 @@ def _worker(target: Callable[..., None], todo: Any, done: Any, threads: int) -> 
             done.put((index, False))
             raise SystemExit(1)
         done.put((index, True))
-
-
-def run_process_group(target: Callable[..., None], job: tuple[Any, ...], world: int, *, threads: int = 1,
-                      poll_s: float = 0.5) -> None:
-    """Call ``target(*job)`` in ``world`` new processes that form one data parallel group on this
-    machine (the environment ``torchrun`` gives: RANK, WORLD_SIZE, MASTER_ADDR, ...; gloo on
-    CPU), each with ``threads`` torch threads. Raises RuntimeError naming the first process that
-    failed, after killing the rest."""
-    import multiprocessing
-
-    if world < 1:
-        raise ValueError(f"world must be >= 1, got {world}")
-    port = _free_port()
-    context = multiprocessing.get_context("spawn")
-    procs = []
-    try:
-        for rank in range(world):
-            env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                   "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-            proc = context.Process(target=_group_member, args=(target, job, threads, env), name=f"rank-{rank}",
-                                   daemon=True)
-            proc.start()
-            procs.append(proc)
-        while any(p.is_alive() for p in procs):
-            time.sleep(poll_s)
-            failed = [p for p in procs if not p.is_alive() and p.exitcode != 0]
-            if failed:
-                raise RuntimeError(f"process {failed[0].name} of the data parallel group exited with code "
-                                   f"{failed[0].exitcode} (its traceback is above); what it wrote is kept: rerun "
-                                   "to continue")
-        for proc in procs:
-            proc.join()
-            if proc.exitcode != 0:
-                raise RuntimeError(f"process {proc.name} of the data parallel group exited with code {proc.exitcode}")
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _group_member(target: Callable[..., None], job: tuple[Any, ...], threads: int, env: dict[str, str]) -> None:
-    os.environ.update(env)
-    try:
-        _child(target, job, threads)
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _child(target: Callable[..., None], job: tuple[Any, ...], threads: int) -> None:
-    die_with_parent()
-    import torch
-
-    torch.set_num_threads(threads)
-    target(*job)
 
 
 def die_with_parent() -> None:

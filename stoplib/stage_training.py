@@ -51,8 +51,8 @@ def _training_stage(directory: Path, description: str, force: bool,
                     train: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
     """A cached training run: ``train(directory)`` returns its summary, written last
     (``summary.json``: the run is complete). Under a data parallel launch (``accelerate
-    launch``, ``torchrun``, :func:`stoplib.parallel.run_process_group`) every process trains on
-    its rows of each batch, and process 0 alone holds the run's lock and writes."""
+    launch``, ``torchrun``) every process trains on its rows of each batch, and process 0 alone
+    holds the run's lock and writes."""
     rank, world = init_distributed()
     if world == 1 and not force and (directory / "summary.json").exists():
         return directory / "best", read_json(directory / "summary.json")
@@ -119,12 +119,6 @@ def load_stop(config: RunConfig, variant: str = "stop", base_model: Any = None, 
 
 
 # ---------------------------------------------------------------- Type II verifier
-#: The verifier computes each batch in two parts (rows 0, 2, ... and 1, 3, ...): the same bits in
-#: one process and in a data parallel pair on two cores (``train_stop(parts=...)``); it is part of
-#: the verifier's store key.
-VERIFIER_PARTS = 2
-
-
 def verifier_stage(config: RunConfig, *, force: bool = False, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train (or load) the external text verifier on the same labels as STOP (Type II-retrain)."""
     labels_dir, _ = labels_stage(config, progress=progress)
@@ -141,7 +135,7 @@ def _train_verifier(config: RunConfig, directory: Path, labels_dir: Path, progre
     verifier = TextVerifier.from_base(config.model_path, verifier_config(config))
     result = train_verifier(verifier, load_label_records(labels_dir / "train.jsonl"),
                             load_label_records(labels_dir / "val.jsonl"), verifier_train_config(config), directory,
-                            tokenizer=load_tokenizer(config), progress=progress, parts=VERIFIER_PARTS)
+                            tokenizer=load_tokenizer(config), progress=progress)
     return {"best_epoch": result.best_epoch, "history": result.history}
 
 
@@ -163,7 +157,7 @@ def _trained_dir(config: RunConfig, what: str) -> Path:
     """Store directory of a STOP variant or of the verifier (created if missing)."""
     if what == "verifier":  # the base model is in the labels' key (by content, not by path)
         key = {"labels": labels_key(config), "verifier": replace(verifier_config(config), base_model=""),
-               "train": verifier_train_config(config), "parts": VERIFIER_PARTS}
+               "train": verifier_train_config(config)}
         return Store(config.results_root).run_dir("verifier", key)
     stop, train = variant_configs(config, what)
     key = {"labels": labels_key(config), "stop": replace(stop, base_model=""), "train": train}
@@ -185,13 +179,16 @@ def _train(config: RunConfig, what: str) -> None:
 def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = None) -> list[tuple[RunConfig, str]]:
     """Train STOP variants and/or the verifier (``what`` in :data:`TRAINABLE`), several at once.
 
-    Each STOP job is an ordinary cached stage run in its own single-threaded process (the
-    organism gains nothing from more threads, so two trainings on two cores take the time of
-    one). The verifier, the longest, trains first, data parallel over as many of the workers as
-    divide :data:`VERIFIER_PARTS` (the same bits as in one process). Finished jobs are skipped.
-    The labels are built first, in this process. ``workers`` defaults to the first config's
-    ``workers`` (2 for the organism on CPU, 1 elsewhere, where the jobs then run one after another
-    in this process). Returns the jobs that were run.
+    Each job is an ordinary cached stage run in a single-threaded worker process (the organism
+    gains nothing from more threads, so two trainings on two cores take the time of one), taken
+    in order: put the longest (the verifier) first. Finished jobs are skipped. The labels are
+    built first, in this process. ``workers`` defaults to the first config's ``workers`` (2 for
+    the organism on CPU, 1 elsewhere, where the jobs then run one after another in this process).
+    Returns the jobs that were run.
+
+    (Training the verifier data parallel on both cores instead, then the STOP jobs, takes as long
+    on the organism — 404 against 402 s for notebook 03's trainings — and needs its batches in a
+    fixed number of parts, ``train_stop(parts=2)``, which changes its float rounding.)
     """
     for _, what in jobs:
         if what not in TRAINABLE:
@@ -203,19 +200,11 @@ def train_parallel(jobs: Sequence[tuple[RunConfig, str]], workers: int | None = 
     for config in distinct.values():  # before the workers, which would otherwise race to build them
         labels_stage(config, progress=False)
     workers = workers or todo[0][0].workers
-    if workers <= 1:
+    if workers <= 1 or len(todo) == 1:
         for config, what in todo:
             _train(config, what)
         return todo
-    from .parallel import run_in_processes, run_process_group
+    from .parallel import run_in_processes
 
-    threads = todo[0][0].threads
-    group = max(d for d in range(1, VERIFIER_PARTS + 1) if VERIFIER_PARTS % d == 0 and d <= workers)
-    for job in [job for job in todo if job[1] == "verifier"]:  # the longest: data parallel
-        run_process_group(_train, job, group, threads=threads or 1)
-    rest = [job for job in todo if job[1] != "verifier"]
-    if len(rest) == 1:
-        _train(*rest[0])
-    elif rest:
-        run_in_processes(_train, rest, workers, threads=threads)
+    run_in_processes(_train, todo, workers, threads=todo[0][0].threads)
     return todo
