@@ -72,6 +72,7 @@ def run_in_processes(target: Callable[..., None], jobs: Sequence[tuple[Any, ...]
                 proc.kill()
             if proc.pid is not None:
                 proc.join()
+        todo.cancel_join_thread()  # jobs no worker took must not keep this process from exiting
 
 
 def _worker(target: Callable[..., None], todo: Any, done: Any, threads: int) -> None:

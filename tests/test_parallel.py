@@ -51,3 +51,16 @@ def test_train_parallel_trains_each_job_once(tmp_path):
     assert stages.train_parallel(jobs) == []  # cached: nothing runs again
     with pytest.raises(ValueError, match="unknown training"):
         stages.train_parallel([(config, "nonsense")])
+
+
+def test_a_failure_with_jobs_left_in_the_queue_still_ends_the_process():
+    """Jobs no worker took (more than a pipe holds) must not keep the parent from exiting."""
+    import subprocess
+
+    code = ("from stoplib.parallel import run_in_processes\n"
+            "from tests.test_parallel import fail\n"
+            "if __name__ == '__main__':\n"
+            "    run_in_processes(fail, [(3,)] + [('x' * 100_000,)] * 8, workers=1)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "job 0 failed in a worker" in done.stderr, done.stderr[-2000:]
