@@ -20,7 +20,7 @@ CONFIG = TrainConfig(lr=1e-2, epochs=3, batch_size=16, grad_accum=2, warmup_step
 RUNS = {"cached": DEFAULT_CACHE_BYTES, "plain": 0}  # on cached prefix states / re-encoding every step
 # The text verifier: LoRA (with dropout) on every position, so each process must lay out its rows as
 # the whole batch is (padded width, a shared beginning encoded once) to draw one process's masks.
-# It trains in 2 parts per batch (stages.VERIFIER_PARTS): one process and two give the same bits.
+# In 2 parts per batch (train_stop(parts=2)) one process and two give the same bits.
 VERIFIER_RUNS = ("verifier", "verifier_shared")
 PARTS = 2
 VERIFIER_CONFIG = TrainConfig(lr=1e-2, epochs=3, batch_size=16, grad_accum=1, warmup_steps=2, seed=5)
