@@ -60,8 +60,7 @@ def run_in_processes(target: Callable[..., None], jobs: Sequence[tuple[Any, ...]
                     raise RuntimeError(f"job {index} failed in a worker (its traceback is above); what it wrote "
                                        "is kept: rerun to continue")
                 finished += 1
-            elif any(not p.is_alive() and p.exitcode != 0 for p in procs):
-                dead = next(p for p in procs if not p.is_alive() and p.exitcode != 0)
+            elif (dead := next((p for p in procs if not p.is_alive() and p.exitcode != 0), None)) is not None:
                 raise RuntimeError(f"{dead.name} exited with code {dead.exitcode} (its traceback is above); what "
                                    "it wrote is kept: rerun to continue")
         for proc in procs:

@@ -93,17 +93,18 @@ class PrefixScorer(nn.Module):
         seqs = [list(s) for s in seqs]
         if not seqs or any(len(s) == 0 for s in seqs):
             raise ValueError("cannot score an empty batch or an empty sequence")
-        picked = list(range(len(seqs))) if rows is None else list(rows)
+        picked: slice | list[int] = slice(None) if rows is None else list(rows)  # a slice: no copy
+        count = len(seqs) if rows is None else len(picked)
         shared = min(common_prefix_len(seqs), min(len(s) for s in seqs) - 1)
         if shared < MIN_SHARED_TOKENS:
             ids, mask = left_pad(seqs, self.pad_id, self.device)
             with on_rows():
                 return self(ids[picked], mask[picked])
         cache = self.encode_shared(torch.tensor([seqs[0][:shared]], device=self.device))
-        cache.batch_repeat_interleave(len(picked))
+        cache.batch_repeat_interleave(count)
         ids, rest = left_pad([s[shared:] for s in seqs], self.pad_id, self.device)
         ids, rest = ids[picked], rest[picked]
-        mask = torch.cat([torch.ones((len(picked), shared), dtype=rest.dtype, device=self.device), rest], dim=1)
+        mask = torch.cat([torch.ones((count, shared), dtype=rest.dtype, device=self.device), rest], dim=1)
         with on_rows():
             return self.logits_on_cache(cache, ids, mask)
 
