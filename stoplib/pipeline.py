@@ -81,6 +81,8 @@ class ProblemResult:
 @dataclass
 class PipelineResult:
     problems: list[ProblemResult] = field(default_factory=list)
+    #: With ``k="auto"``: the law's recipe that set N and k (:func:`~stoplib.scaling.recommend_retention`).
+    plan: dict[str, Any] | None = None
 
     @property
     def avg_kept(self) -> float:
@@ -132,18 +134,28 @@ def run_pipeline(
     signal: Signal,
     *,
     n: int,
-    k: int | None = None,
+    k: int | str | None = None,
     prefix_len: int | None = None,
     schedule: Schedule | None = None,
     params: SamplingParams,
     max_paths_in_flight: int | None | str = "auto",
     resume_rows: int | None | str = "auto",
+    budget: float | None = None,
+    task_len: float | None = None,
+    law: Any = None,
 ) -> PipelineResult:
     """Launch N paths per problem, check with ``signal``, resume the top k, vote.
 
     Give either ``k`` and ``prefix_len`` (one check), or ``schedule``: stages ``(L_i, k_i)`` with
     L increasing and k not increasing (progressive pruning, see the module docstring; more than
     one stage needs an engine with ``advance_many``, i.e. the HF engine).
+
+    ``k="auto"``: the retention law picks N and k for a token ``budget`` per problem (paper §5.1,
+    Eq. 7; :func:`~stoplib.scaling.recommend_retention`): γ* from ``law`` (a
+    ``ScalingCoefficients`` or a fit of :func:`~stoplib.scaling.fit_scaling_law`; default the
+    paper's) at ``budget``, ``prefix_len`` and ``task_len`` (the mean full path length in tokens,
+    e.g. a bank's), then the N ≤ ``n`` and k = γ*N that spend about ``budget``. The recipe is
+    returned as ``result.plan``.
 
     ``max_paths_in_flight`` bounds the paths launched together (problems are processed in groups
     of ``max(1, max_paths_in_flight // n)``): peak memory then depends on the group, not on the
@@ -159,6 +171,13 @@ def run_pipeline(
     """
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
+    plan = None
+    if k == "auto":
+        plan = retention_plan(n, prefix_len, budget=budget, task_len=task_len, law=law)
+        n, k = plan["n"], plan["k"]
+    elif budget is not None or task_len is not None or law is not None:
+        raise ValueError("budget, task_len and law go with k='auto' (the retention law picks N and k); "
+                         f"got k={k!r}")
     stages = _stages(engine, n, k, prefix_len, schedule)
     if not 1 <= stages[-1][0] < params.max_new_tokens:
         raise ValueError(f"prefix_len={stages[-1][0]} must be in [1, max_new_tokens={params.max_new_tokens})")
@@ -177,7 +196,29 @@ def run_pipeline(
                                      n=n, k=stages[0][1], prefix_len=stages[0][0], params=params))
     for stage in range(len(stages)):
         run.flush(stage)
+    run.result.plan = plan
     return run.result
+
+
+def retention_plan(n: int, prefix_len: int | None, *, budget: float | None, task_len: float | None,
+                   law: Any = None) -> dict[str, Any]:
+    """The (N, k) of ``k="auto"``: :func:`~stoplib.scaling.recommend_retention` with N at most ``n``."""
+    from .scaling import PAPER_COEFFICIENTS, ScalingCoefficients, recommend_retention
+
+    coeffs = PAPER_COEFFICIENTS if law is None else getattr(law, "coeffs", law)
+    if not isinstance(coeffs, ScalingCoefficients):
+        raise TypeError(f"law must be ScalingCoefficients or a fit result with .coeffs, got {type(law).__name__}")
+    if prefix_len is None:
+        raise ValueError("k='auto' needs prefix_len (a schedule has its own k at every stage)")
+    for name, value in (("budget", budget), ("task_len", task_len)):
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"k='auto' needs {name} > 0 (tokens per problem), got {value!r}")
+    if not task_len > prefix_len:
+        raise ValueError(f"task_len={task_len} must exceed prefix_len={prefix_len}: a path shorter than the "
+                         "prefix leaves nothing to prune")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1 (the most paths k='auto' may launch), got {n!r}")
+    return recommend_retention(float(budget), prefix_len, float(task_len), n_max=n, coeffs=coeffs)
 
 
 def _stages(engine: Engine, n: int, k: int | None, prefix_len: int | None,
@@ -186,6 +227,8 @@ def _stages(engine: Engine, n: int, k: int | None, prefix_len: int | None,
     if schedule is None:
         if k is None or prefix_len is None:
             raise ValueError("give k and prefix_len, or a schedule of (prefix_len, k) stages")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"k must be an int or 'auto', got {k!r}")
         if not 1 <= k <= n:
             raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
         return [(prefix_len, k)]

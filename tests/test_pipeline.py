@@ -234,3 +234,37 @@ def test_online_vote_counts_equivalent_answers_as_one():
     (only,) = result.problems
     assert all(r.kept for r in only.records) and [r.answer for r in only.records] == ["033", "12", "33", "12", "33.0"]
     assert only.vote == "033" and only.vote_correct
+
+
+def test_auto_keep_runs_the_laws_recipe(setup):
+    from stoplib.scaling import ScalingCoefficients, recommend_retention
+
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    law = ScalingCoefficients(a=2.0, b=0.5, c=0.0, d=0.0)  # γ⁻¹ = 2·sqrt(C/1024): γ* = 1/4 at C = 4,096
+    result = run_pipeline(engine, problems, prompts, signal, n=8, k="auto", prefix_len=5, params=PARAMS,
+                          budget=4096, task_len=30, law=law)
+    plan = recommend_retention(4096, 5, 30, n_max=8, coeffs=law)
+    assert result.plan == plan and (plan["n"], plan["k"]) == (8, 2)  # N capped at 8, k = γ*N
+    fixed = run_pipeline(engine, problems, prompts, signal, n=8, k=2, prefix_len=5, params=PARAMS)
+    assert [[(r.sample_index, r.kept, r.generated_tokens) for r in p.records] for p in result.problems] == \
+        [[(r.sample_index, r.kept, r.generated_tokens) for r in p.records] for p in fixed.problems]
+    assert fixed.plan is None
+
+
+def test_auto_keep_names_what_is_missing(setup):
+    engine, problems, prompts = setup
+    signal = make_signal("mean_logprob")
+    run = lambda **kw: run_pipeline(engine, problems, prompts, signal, n=8, prefix_len=5, params=PARAMS, **kw)
+    with pytest.raises(ValueError, match="budget"):
+        run(k="auto", task_len=30)
+    with pytest.raises(ValueError, match="task_len"):
+        run(k="auto", budget=4096)
+    with pytest.raises(ValueError, match="task_len=4 must exceed prefix_len=5"):
+        run(k="auto", budget=4096, task_len=4)
+    with pytest.raises(TypeError, match="law must be"):
+        run(k="auto", budget=4096, task_len=30, law={"a": 1})
+    with pytest.raises(ValueError, match="go with k='auto'"):
+        run(k=2, budget=4096)
+    with pytest.raises(ValueError, match="k must be an int or 'auto'"):
+        run(k="best")

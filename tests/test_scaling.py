@@ -225,3 +225,45 @@ def test_at_equal_tokens_interpolates_the_reference_in_log_tokens():
     assert out.loc[0, "cons_gain"] == pytest.approx(0.05) and out.loc[0, "avg_kept_gain"] == pytest.approx(0.0)
     assert np.isnan(out.loc[1, "cons_single_L"]) and np.isnan(out.loc[1, "cons_gain"])  # beyond the reference
     assert scaling.at_equal_tokens(curve, "single_2L")["cons_gain"].isna().all()  # no reference point at all
+
+
+def _ranked_bank(n_problems: int = 60, n_paths: int = 64, seed: int = 0):
+    """Paths of 150-250 tokens whose prefix score is their correctness plus noise: pruning pays."""
+    from stoplib.bank import Bank, BankProblem
+    from stoplib.engines.base import ReasoningPath
+    from stoplib.problems import Problem
+
+    rng = np.random.default_rng(seed)
+    problems, scores = [], []
+    for p in range(n_problems):
+        correct = rng.random(n_paths) < rng.uniform(0.1, 0.9)
+        answers = ["1" if c else str(rng.integers(2, 5)) for c in correct]
+        paths = [ReasoningPath(p, i, [1], [5] * int(n), finish_reason="stop")
+                 for i, n in enumerate(rng.integers(150, 250, n_paths))]
+        problems.append(BankProblem(Problem(id=f"q{p}", prompt=f"question {p}", answer="1", kind="toy", source="test"),
+                                    paths, answers, correct))
+        scores.append(correct + rng.normal(0, 0.8, n_paths))
+    return Bank(problems), scores
+
+
+def test_the_fitted_laws_recipe_lands_near_the_sweeps_best():
+    bank, scores = _ranked_bank()
+    task_len = float(bank.lengths().mean())
+    sweep = scaling.replay_sweep(bank, {30: scores}, gammas=(1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1))
+    optimal = scaling.optimal_gamma_from_sweep(sweep)
+    fit = scaling.fit_scaling_law(optimal.budget, optimal.prefix_len, task_len, 1 / optimal.best_gamma)
+    fitted = scaling.recommendation_vs_sweep(bank, scores, sweep, fit.coeffs, prefix_len=30, task_len=task_len)
+    assert list(fitted.columns) == ["budget", "n", "k", "gamma", "tokens", "accuracy", "best_gamma",
+                                    "best_accuracy", "gap"]
+    assert (fitted.n <= 64).all() and (fitted.k <= fitted.n).all()
+    # near the best γ at the tokens it spent (one problem of 60 is 0.017 of Cons@N; the envelope is a
+    # maximum over noisy curves, so it sits a little above any single recipe)
+    assert fitted.gap.mean() > -0.03 and fitted.gap.min() > -0.1
+    never = scaling.ScalingCoefficients(a=1e-6, b=0.0, c=0.0, d=0.0)  # γ* clipped to 1: never prune
+    assert scaling.recommendation_vs_sweep(bank, scores, sweep, never, prefix_len=30,
+                                           task_len=task_len).gap.mean() < -0.1
+    row = fitted.iloc[2]  # the replayed point is replay() at the recipe's (N, k)
+    from stoplib.metrics import replay
+    assert row.accuracy == replay(bank, scores, n=int(row.n), k=int(row.k), prefix_len=30).cons
+    with pytest.raises(ValueError, match="no points at prefix_len=31"):
+        scaling.recommendation_vs_sweep(bank, scores, sweep, fit.coeffs, prefix_len=31, task_len=task_len)

@@ -393,3 +393,31 @@ def test_a_mixed_organism_draws_both_families_and_the_default_stream_is_unchange
         q = pool[int(i)]
         expected.append(prompt_text(q.text) + task.solution_text(q, rng, small.task) + "<eos>")
     assert [tok.decode(row[m > 0]) for row, m in zip(ids, mask)] == expected
+
+
+def test_answer_weight_weighs_the_boxed_answer_token():
+    from transformers import LlamaForCausalLM
+
+    from stoplib.toy.organism import _loss, llama_config, training_batch
+    from stoplib.toy.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    vocab = tok.get_vocab()
+    cfg = ORGANISM_PRESETS["long"]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(llama_config(ORGANISM_PRESETS["tiny"], len(vocab), tok.bos_token_id, tok.eos_token_id,
+                                          tok.pad_token_id))
+    ids, mask, labels = training_batch(np.random.default_rng(0), dataclasses.replace(cfg, batch_size=6), vocab,
+                                       tok.pad_token_id, tok.eos_token_id)
+    rows = torch.arange(len(ids))
+    answer = mask.sum(1) - 3  # X of "\\boxed{X}" + eos
+    assert [tok.decode(ids[r, answer[r] - 7: answer[r] + 3]) for r in rows.tolist()] == \
+        [f"\\boxed{{{tok.decode(ids[r, answer[r]])}}}<eos>" for r in rows.tolist()]
+    with torch.no_grad():
+        plain = _loss(model, ids, mask, labels, 1.0)
+        assert plain == model(input_ids=ids, attention_mask=mask, labels=labels).loss  # the model's own loss
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        ce = torch.nn.functional.cross_entropy(logits[rows, answer - 1], ids[rows, answer], reduction="sum")
+        n = (labels[:, 1:] != -100).sum()
+        expected = (plain * n + 4 * ce) / (n + 4 * len(ids))  # weight 5: four more times each answer token
+        assert torch.allclose(_loss(model, ids, mask, labels, 5.0), expected, rtol=1e-5)

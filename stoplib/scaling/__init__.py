@@ -12,7 +12,8 @@ only that reading reproduces Tables 14/15 and the worked examples.
 
 - ``law``: the law, the paper's coefficients and tables, the deployment recipe;
 - ``fit``: fitting the law to points, and its bootstrap;
-- ``sweeps``: γ sweeps replayed on a bank and their best γ per budget;
+- ``sweeps``: γ sweeps replayed on a bank, their best γ per budget, and the law's recipe replayed
+  beside them;
 - ``progressive``: progressive pruning schedules replayed on a bank, at equal tokens.
 
 Every public name of these modules is importable from ``stoplib.scaling``.
@@ -25,11 +26,11 @@ from .law import (COEFF_NAMES, PAPER_COEFFICIENTS, UNIT, ArrayLike, ScalingCoeff
                   inverse_retention, optimal_retention, paper_table, recommend_retention)
 from .progressive import (PROGRESSIVE_LABELS, PROGRESSIVE_SCHEDULES, at_equal_tokens, progressive_curve,
                           progressive_schedule, schedule_lengths)
-from .sweeps import optimal_gamma_from_sweep, replay_sweep
+from .sweeps import optimal_gamma_from_sweep, recommendation_vs_sweep, replay_sweep
 
 __all__ = [
     "COEFF_NAMES", "PAPER_COEFFICIENTS", "PROGRESSIVE_LABELS", "PROGRESSIVE_SCHEDULES", "UNIT", "ArrayLike",
     "FitResult", "ScalingCoefficients", "at_equal_tokens", "bootstrap_fit", "expected_tokens", "fit_scaling_law",
     "inverse_retention", "optimal_gamma_from_sweep", "optimal_retention", "paper_table", "progressive_curve",
-    "progressive_schedule", "recommend_retention", "replay_sweep", "schedule_lengths",
+    "progressive_schedule", "recommend_retention", "recommendation_vs_sweep", "replay_sweep", "schedule_lengths",
 ]

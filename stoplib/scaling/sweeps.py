@@ -90,3 +90,40 @@ def replay_sweep(bank: Any, scores_by_len: dict[int, Sequence[Sequence[float]]],
                              "tokens": float(result.tokens.mean()), "accuracy": result.cons,
                              "avg_kept": result.avg_kept})
     return pd.DataFrame(rows)
+
+
+def recommendation_vs_sweep(bank: Any, scores: Sequence[Sequence[float]], sweep: pd.DataFrame, coeffs: Any, *,
+                            prefix_len: int, task_len: float, budgets: Sequence[float] | None = None,
+                            n_budgets: int = 6) -> pd.DataFrame:
+    """The law's deployment recipe replayed on the bank, beside the sweep's best γ at the same tokens.
+
+    At each budget (tokens per problem; default ``n_budgets`` geometric values over the sweep's
+    token range at ``prefix_len``) :func:`~stoplib.scaling.law.recommend_retention` with ``coeffs``
+    (a ``ScalingCoefficients``, e.g. a fit's) picks (N, k) with N at most the bank's paths; that
+    (N, k) is replayed with ``scores`` (the bank's scores at ``prefix_len``). ``best_accuracy`` is
+    the sweep's envelope (:func:`optimal_gamma_from_sweep`) at the tokens the recipe actually
+    spent, ``gap`` = recipe minus envelope (≤ 0 up to interpolation; NaN outside the sweep's range).
+    """
+    from ..metrics import bank_arrays, replay
+    from .law import recommend_retention
+
+    sub = sweep[sweep["prefix_len"] == prefix_len]
+    if sub.empty:
+        raise ValueError(f"the sweep has no points at prefix_len={prefix_len} "
+                         f"(it has {sorted(sweep['prefix_len'].unique())})")
+    grid = (np.asarray(budgets, dtype=float) if budgets is not None
+            else np.geomspace(sub.tokens.min(), sub.tokens.max(), n_budgets))
+    n_max = bank_arrays(bank).n_paths
+    rows = []
+    for budget in grid:
+        plan = recommend_retention(float(budget), prefix_len, task_len, n_max=n_max, coeffs=coeffs)
+        result = replay(bank, scores, n=plan["n"], k=plan["k"], prefix_len=prefix_len)
+        tokens = float(result.tokens.mean())
+        best = optimal_gamma_from_sweep(sub, budgets=[tokens])
+        rows.append({"budget": float(budget), "n": plan["n"], "k": plan["k"], "gamma": plan["realized_gamma"],
+                     "tokens": tokens, "accuracy": result.cons,
+                     "best_gamma": float(best.best_gamma.iloc[0]) if len(best) else float("nan"),
+                     "best_accuracy": float(best.accuracy.iloc[0]) if len(best) else float("nan")})
+    out = pd.DataFrame(rows)
+    out["gap"] = out["accuracy"] - out["best_accuracy"]
+    return out

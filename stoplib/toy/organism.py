@@ -56,6 +56,9 @@ class OrganismConfig:
     #: More task families in the training mix: each row of a batch is drawn from ``task`` or one
     #: of these with equal probability (empty: ``task`` only, and the random stream of one task).
     more_tasks: tuple[ToyTaskSpec, ...] = ()
+    #: Loss weight of the boxed answer's token (the letter of a multiple-choice path, the digit of
+    #: a free answer) against 1 for every other answer token. 1: the plain mean loss.
+    answer_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,6 +155,20 @@ def training_batch(
     return ids, mask, labels
 
 
+def _loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, answer_weight: float) -> torch.Tensor:
+    """Next-token loss on the answer tokens; the boxed answer's token weighs ``answer_weight``
+    (it sits two tokens before the eos that ends each row: ``X}`` then eos)."""
+    if answer_weight == 1.0:
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    target = labels[:, 1:]
+    weight = (target != -100).to(logits.dtype)
+    rows = torch.arange(len(ids))
+    weight[rows, mask.sum(1) - 4] = answer_weight  # target index of the answer token (position len - 3)
+    ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
+    return (ce * weight).sum() / weight.sum()
+
+
 def build_organism(
     out_dir: str | Path,
     config: OrganismConfig,
@@ -196,7 +213,7 @@ def build_organism(
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, config)
             ids, mask, labels = training_batch(rng, config, vocab, pad, eos)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = _loss(model, ids, mask, labels, config.answer_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
