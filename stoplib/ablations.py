@@ -3,7 +3,8 @@
 An *axis* is one STOP or training setting: the number of [STOP] tokens ``num_tokens`` (M,
 Table 5), the LoRA rank ``lora_r`` (Table 6;
 ``lora_alpha`` keeps the run's ratio alpha / r, so LoRA's scale stays the same),
-or the learning rate ``lr``. Every value of an axis is trained from the same initialization seeds
+the learning rate ``lr``, the [STOP] embedding's starting point ``embedding_init`` and the share
+of the training problems whose labels STOP trains on, ``label_fraction``. Every value of an axis is trained from the same initialization seeds
 on the same labels, scored on the same bank and replayed with the same N, k and L, so the rows of
 an axis differ only in that setting. The run's own value of each axis is the STOP run of notebooks
 02/03 (same store key), trained once and shared by every axis.
@@ -26,9 +27,11 @@ from .config import RunConfig
 from .jsonable import table_records as records  # noqa: F401  (notebook 06 calls ablations.records)
 from .metrics import auroc, bank_arrays, bootstrap_ci, paired_bootstrap_ci, replay, score_bank
 from .signals import make_signal
+from .stage_configs import EMBEDDING_INITS
 
 #: The settings an ablation can vary, with the name tables and figures give them.
-AXES = {"num_tokens": "[STOP] tokens M", "lora_r": "LoRA rank r", "lr": "learning rate"}
+AXES = {"num_tokens": "[STOP] tokens M", "lora_r": "LoRA rank r", "lr": "learning rate",
+        "embedding_init": "[STOP] embedding init", "label_fraction": "share of labelled problems"}
 #: The paper's Table 5 values of M.
 PAPER_STOP_TOKENS = (1, 2, 4, 6, 8)
 
@@ -38,7 +41,7 @@ class Setting:
     """One trained STOP module of an ablation: ``axis`` set to ``value``, from ``seed``."""
 
     axis: str
-    value: float
+    value: Any  # a number, or a name (embedding_init)
     seed: int
     config: RunConfig
     is_default: bool  # the run's own value (the STOP run of notebooks 02/03)
@@ -55,10 +58,21 @@ def default_grid(config: RunConfig) -> dict[str, tuple[float, ...]]:
             "lora_r": tuple(sorted({max(1, r // 4), r, 4 * r}))}
 
 
-def default_value(config: RunConfig, axis: str) -> float:
+def more_axes(config: RunConfig) -> dict[str, tuple[Any, ...]]:
+    """Values of the axes :func:`default_grid` leaves out (the suspects of a STOP-vs-verifier gap
+    besides M and r): the learning rate ×1/3 and ×3, each [STOP] embedding start, and 1/4 and 1/2
+    of the labelled problems, each with the run's own value."""
+    lr = config.train.lr
+    return {"lr": (lr / 3, lr, 3 * lr), "embedding_init": tuple(EMBEDDING_INITS),
+            "label_fraction": tuple(sorted({0.25, 0.5, config.train.label_fraction}))}
+
+
+def default_value(config: RunConfig, axis: str) -> Any:
     """The run's own value of ``axis``."""
     _check_axis(axis)
-    return config.train.lr if axis == "lr" else getattr(config.stop, axis)
+    if axis in ("lr", "label_fraction"):
+        return getattr(config.train, axis)
+    return getattr(config.stop, axis)
 
 
 def ablated(config: RunConfig, axis: str, value: float, seed: int) -> RunConfig:
@@ -71,6 +85,14 @@ def ablated(config: RunConfig, axis: str, value: float, seed: int) -> RunConfig:
         r = _positive_int(axis, value)  # alpha / r (LoRA's scale) stays the run's
         alpha = stop.lora_alpha * r / stop.lora_r
         stop = replace(stop, lora_r=r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha)
+    elif axis == "embedding_init":
+        if value not in EMBEDDING_INITS:
+            raise ValueError(f"ablation value embedding_init={value!r}: expected one of {list(EMBEDDING_INITS)}")
+        stop = replace(stop, embedding_init=value)
+    elif axis == "label_fraction":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 1:
+            raise ValueError(f"ablation value label_fraction={value!r}: expected a share in (0, 1]")
+        train = replace(train, label_fraction=float(value))
     else:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
             raise ValueError(f"ablation value lr={value!r}: expected a learning rate in (0, 1)")

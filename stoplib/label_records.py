@@ -8,6 +8,7 @@ and our ``problem_id``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,3 +74,23 @@ def load_label_records(path: str | Path) -> list[LabelRecord]:
     if not records:
         raise ValueError(f"{path}: no records")
     return records
+
+
+def problem_share(problem_id: str) -> float:
+    """A number in [0, 1) from a hash of the problem id: the same on every machine."""
+    return int(hashlib.sha256(problem_id.encode()).hexdigest()[:12], 16) / 16**12
+
+
+def label_subset(records: Sequence[LabelRecord], fraction: float) -> list[LabelRecord]:
+    """The records of the problems whose :func:`problem_share` is below ``fraction`` (all at 1):
+    a label-count ablation by problem, nested across fractions."""
+    if fraction >= 1:
+        return list(records)
+    missing = sum(r.problem_id is None for r in records)
+    if missing:
+        raise ValueError(f"label_fraction={fraction} picks labels by problem, but {missing} records have no problem id")
+    out = [r for r in records if problem_share(r.problem_id) < fraction]
+    if not out:
+        raise ValueError(f"label_fraction={fraction} keeps none of the {len({r.problem_id for r in records})} "
+                         "training problems; raise it")
+    return out

@@ -338,7 +338,7 @@ def plot_ablation(summary, runs, references: dict[str, float] | None = None,
                        edgecolors=TYPE_COLORS["IV"], linewidths=1.5, label="seed mean (run's own value filled)" if i == 0 else None)
         for label, value in (references or {}).items():
             ax.axhline(value, ls="--", lw=1, color=ref_colors[label], label=label)
-        ax.set_xticks(range(len(part)), [f"{v:g}" for v in part["value"]])
+        ax.set_xticks(range(len(part)), [v if isinstance(v, str) else f"{v:g}" for v in part["value"]])
         ax.set(xlabel=part["label"].iloc[0], ylabel="avg@k|N (95% CI over problems)" if ax is axes[0][0] else "")
         ax.margins(x=0.15)
     handles, labels = axes[0][0].get_legend_handles_labels()

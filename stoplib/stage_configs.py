@@ -13,6 +13,12 @@ from typing import Any
 from . import params
 from .engines.base import SamplingParams
 
+#: Starting points of the learned [STOP] embedding.
+EMBEDDING_INITS = {
+    "vocab": "the token's own row when the vocabulary has a spare one (as the authors' code does), else the mean",
+    "mean": "the mean of the input embeddings",
+    "random": "normal noise with the input embeddings' standard deviation (from the training seed)",
+}
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -80,6 +86,8 @@ class StopConfig(JsonConfig):
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ALL_LINEAR
+    #: Where the [STOP] embedding starts (see :data:`EMBEDDING_INITS`).
+    embedding_init: str = "vocab"
     base_model: str = ""
     base_revision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -87,6 +95,7 @@ class StopConfig(JsonConfig):
     def __post_init__(self) -> None:
         params.text("token", self.token)
         params.positive_int("num_tokens", self.num_tokens)
+        params.choice("embedding_init", self.embedding_init, tuple(EMBEDDING_INITS))
         if self.use_adapter:
             params.positive_int("lora_r", self.lora_r)
             params.number("lora_alpha", self.lora_alpha, 0, float("inf"))
@@ -110,6 +119,9 @@ class TrainConfig:
     truncate: str = "error"  # "error" | "left"
     hard_labels: bool = False  # ablation: train on the original path's correctness instead of s_mc
     seed: int = 0
+    #: Train on the labels of this fraction of the training problems (chosen by a hash of the
+    #: problem id, so a smaller fraction's problems are among a larger one's); validation is whole.
+    label_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.truncate not in ("error", "left"):
@@ -119,5 +131,8 @@ class TrainConfig:
         params.positive_int("warmup_steps", self.warmup_steps, 0)
         params.positive_int("seed", self.seed, 0)
         params.number("lr", self.lr, 0, float("inf"))
+        if isinstance(self.label_fraction, bool) or not isinstance(self.label_fraction, (int, float)) \
+                or not 0 < self.label_fraction <= 1:
+            raise ValueError(f"parameter label_fraction={self.label_fraction!r}: expected a number in (0, 1]")
         if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < 1:
             raise ValueError(f"parameter weight_decay={self.weight_decay!r}: expected a number in [0, 1)")

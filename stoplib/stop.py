@@ -62,9 +62,11 @@ class StopScorer(PrefixScorer):
             p.requires_grad_(False)
         embeddings = base_model.get_input_embeddings().weight
         hidden = embeddings.shape[1]
-        if self.token_id < embeddings.shape[0]:  # a spare row exists: start from it, as the authors do
-            init = embeddings[self.token_id].detach().clone()
-        else:  # the [STOP] embedding lives outside the vocabulary; start from the mean embedding
+        if config.embedding_init == "vocab" and self.token_id < embeddings.shape[0]:
+            init = embeddings[self.token_id].detach().clone()  # a spare row: start from it, as the authors do
+        elif config.embedding_init == "random":
+            init = (torch.randn(hidden, device=embeddings.device) * embeddings.detach().float().std()).to(embeddings.dtype)
+        else:  # "mean", or "vocab" with the [STOP] embedding outside the vocabulary
             init = embeddings.detach().float().mean(0).to(embeddings.dtype)
         self.stop_embedding = nn.Parameter(init, requires_grad=config.use_adapter)
         self.head = nn.Linear(hidden, 1, dtype=embeddings.dtype, device=embeddings.device)

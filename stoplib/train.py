@@ -30,7 +30,7 @@ import torch
 from .distributed import (RowPlan, all_reduce_gradients, barrier, data_parallel_step, gather_scores,
                           init_distributed, install_row_dropout, parts_step, process_rank)
 from .epoch_commits import PROGRESS, commit_epoch, config_key, resume_point, restore_epoch
-from .label_records import HARD_FIELDS, SOFT_FIELDS, LabelRecord, load_label_records, parse_label_record
+from .label_records import HARD_FIELDS, SOFT_FIELDS, LabelRecord, label_subset, load_label_records, parse_label_record
 from .metrics import auroc, within_problem_auroc
 from .models import model_identity
 from .prefix_states import PrefixStates
@@ -222,7 +222,8 @@ def train_stop(
     progress = progress and rank == 0
     if parts is not None and (parts < 1 or parts % world):
         raise ValueError(f"parts={parts} must be a positive multiple of the {world} processes")
-    train_records, val_records = _prepare(train_records, config), _prepare(val_records, config)
+    train_records = label_subset(_prepare(train_records, config), config.label_fraction)
+    val_records = _prepare(val_records, config)
     if not train_records or not val_records:
         raise ValueError("training needs at least one training and one validation record")
     _check_vocabulary(scorer, train_records, "training")

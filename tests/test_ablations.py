@@ -3,6 +3,8 @@ the per-problem values they summarize."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,6 +29,23 @@ def test_each_axis_changes_only_its_setting(config):
     assert r.stop.num_tokens == config.stop.num_tokens
     lr = ablations.ablated(config, "lr", 3e-3, 2)
     assert lr.train.lr == 3e-3 and lr.stop == config.stop and lr.train.seed == 2
+    init = ablations.ablated(config, "embedding_init", "random", 0)
+    assert init.stop == replace(config.stop, embedding_init="random") and init.train == config.train
+    labels = ablations.ablated(config, "label_fraction", 0.25, 0)
+    assert labels.train == replace(config.train, label_fraction=0.25) and labels.stop == config.stop
+    for axis, bad in (("embedding_init", "zeros"), ("label_fraction", 0), ("label_fraction", 1.5),
+                      ("num_tokens", 0), ("lr", 2)):
+        with pytest.raises(ValueError, match=axis):
+            ablations.ablated(config, axis, bad, 0)
+
+
+def test_more_axes_hold_the_runs_own_values(config):
+    more = ablations.more_axes(config)
+    assert set(more) | set(ablations.default_grid(config)) == set(ablations.AXES)
+    for axis, values in more.items():
+        assert ablations.default_value(config, axis) in values, axis
+        assert len(values) == len(set(values)) >= 3, axis
+    assert len(ablations.settings(config, more, seeds=[0])) == sum(len(v) for v in more.values())
 
 
 def test_the_runs_own_value_is_the_store_entry_of_notebook_03(config):

@@ -131,6 +131,18 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     assert ab["verifier"]["accuracy"] == pytest.approx(m["03"]["verifier"]["accuracy"])
     assert ab["setting"]["no_pruning"] == pytest.approx(m["03"]["no_pruning"]["accuracy"])
     assert {(g["axis"], g["value"]) for g in ab["verifier_gap"]} == {(r["axis"], r["value"]) for r in ab["runs"]}
+    assert ab["more_axes"] == {}  # none unless asked for
+
+    if model == "toy":  # notebook 06 again, with the other suspects of the STOP-vs-verifier gap
+        run_notebooks("tiny", results_root=results, figures_dir=figures, only=["06"],
+                      extra={"model": model, "more_axes": "lr,embedding_init,label_fraction"})
+        more = load_metrics("06_ablations", results, run)["more_axes"]
+        assert set(more) == {"lr", "embedding_init", "label_fraction"}
+        assert {row["value"] for row in more["embedding_init"]} == {"vocab", "mean", "random"}
+        for axis, rows in more.items():
+            assert sum(row["is_default"] for row in rows) == 1 and len(rows) == 3, axis
+            for row in rows:
+                assert row["ci_low"] <= row["accuracy"] <= row["ci_high"] and row["seeds"] == len(seeds), row
 
 
 def check_finite(value, where=""):

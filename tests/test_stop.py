@@ -225,3 +225,22 @@ def test_stop_modules_share_one_base_model(tiny_model_dir, tmp_path):
     again = shared[1].save_pretrained(tmp_path / "again")  # a named adapter saves in the usual layout
     assert (again / "adapter" / "adapter_config.json").exists()
     assert torch.allclose(StopScorer.from_pretrained(again).score(seqs), dirs[1][1], atol=1e-6)
+
+
+def test_the_stop_embedding_starts_where_embedding_init_says(tiny_model_dir):
+    model, tok = load_model_and_tokenizer(tiny_model_dir)
+    table = model.get_input_embeddings().weight.detach()
+    starts = {}
+    for init in ("vocab", "mean", "random"):
+        torch.manual_seed(0)
+        starts[init] = StopScorer(model, tok, StopConfig(num_tokens=1, lora_r=2, embedding_init=init)).stop_embedding.detach()
+    token_id = tok.convert_tokens_to_ids("[STOP]")
+    expected_vocab = table[token_id] if token_id < table.shape[0] else table.mean(0)
+    assert torch.equal(starts["vocab"], expected_vocab) and torch.allclose(starts["mean"], table.mean(0))
+    assert starts["random"].std() == pytest.approx(float(table.std()), rel=0.5)
+    assert not torch.allclose(starts["random"], starts["mean"])
+    torch.manual_seed(1)
+    again = StopScorer(model, tok, StopConfig(num_tokens=1, lora_r=2, embedding_init="random")).stop_embedding.detach()
+    assert not torch.equal(again, starts["random"])  # drawn from the training seed
+    with pytest.raises(ValueError, match="embedding_init"):
+        StopConfig(embedding_init="zeros")

@@ -261,3 +261,27 @@ def test_a_directory_of_the_older_layout_is_replaced(tiny_model_dir, tmp_path):
                         run, progress=False)
     assert (run / "best").is_symlink() and not (result.best_dir / "stale.txt").exists()
     StopScorer.from_pretrained(result.best_dir)
+
+
+def test_label_fraction_trains_on_a_nested_share_of_the_problems(tiny_model_dir, tmp_path):
+    from dataclasses import replace
+
+    from stoplib.label_records import label_subset
+
+    train, val = synthetic(96, 4), synthetic(32, 5)
+    quarter, half = label_subset(train, 0.25), label_subset(train, 0.5)
+    assert set(map(id, quarter)) <= set(map(id, half)) and 0 < len(quarter) < len(half) < len(train)
+    assert {r.problem_id for r in half} < {r.problem_id for r in train}  # whole problems go or stay
+    assert label_subset(train, 1.0) == train
+    config = replace(CONFIG, epochs=1)
+    on_half = train_stop(make_scorer(tiny_model_dir), train, val, replace(config, label_fraction=0.5),
+                         tmp_path / "half", progress=False)
+    subset = train_stop(make_scorer(tiny_model_dir), half, val, config, tmp_path / "subset", progress=False)
+    assert on_half.history[0]["train_loss"] == subset.history[0]["train_loss"]
+    assert on_half.history[0]["val_mse"] == subset.history[0]["val_mse"]
+    with pytest.raises(ValueError, match="no problem id"):
+        label_subset([replace(r, problem_id=None) for r in train], 0.5)
+    with pytest.raises(ValueError, match="keeps none"):
+        label_subset(train[:1], 1e-9)
+    with pytest.raises(ValueError, match="label_fraction"):
+        TrainConfig(label_fraction=0)
