@@ -30,7 +30,11 @@ class PrefixStates:
         if self.shared:
             cache = scorer.encode_shared(torch.tensor([seqs[0][: self.shared]], device=device))
             self._shared_kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self._rest: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        # every record's rest, left-padded with zeros to the longest: one (N, heads, width, dim)
+        # tensor per layer, so a batch is a gather and a slice, not a pad per record
+        self._lengths = [len(s) - self.shared for s in seqs]
+        self._width = max(self._lengths)
+        self._layers: list[tuple[torch.Tensor, torch.Tensor]] = []
         for start in range(0, len(seqs), batch_size):
             part = [s[self.shared:] for s in seqs[start : start + batch_size]]
             ids, rest_mask = left_pad(part, scorer.pad_id, device)
@@ -42,9 +46,15 @@ class PrefixStates:
                 cache = scorer.encode_prefix(ids, rest_mask)
             else:
                 cache = scorer.extend_prefix(cache, ids, mask)
+            if not self._layers:
+                self._layers = [tuple(torch.zeros((len(seqs), t.shape[1], self._width, t.shape[3]), dtype=t.dtype,
+                                                  device=t.device) for t in (layer.keys, layer.values))
+                                for layer in cache.layers]
             for row, seq in enumerate(part):
-                self._rest.append([(layer.keys[row, :, -len(seq):].clone(), layer.values[row, :, -len(seq):].clone())
-                                   for layer in cache.layers])
+                n = len(seq)
+                for (keys, values), layer in zip(self._layers, cache.layers):
+                    keys[start + row, :, self._width - n:] = layer.keys[row, :, -n:]
+                    values[start + row, :, self._width - n:] = layer.values[row, :, -n:]
             del cache
 
     @staticmethod
@@ -57,21 +67,16 @@ class PrefixStates:
         per_token = 2 * config.num_hidden_layers * heads * head_dim * scorer.head.weight.element_size()
         seqs = [r.prefix_token_ids for r in records]
         shared = common_prefix_len(seqs)
-        return per_token * (shared + sum(len(q) - shared for q in seqs))
+        return per_token * (shared + len(seqs) * max(len(q) - shared for q in seqs))  # rests padded to the longest
 
     def batch(self, rows: Sequence[int]) -> tuple[Any, torch.Tensor]:
         """(cache, attention mask (B, S)) of the records at ``rows``, left-padded after the shared part."""
-        lengths = [self._rest[r][0][0].shape[1] for r in rows]
+        lengths = [self._lengths[r] for r in rows]
         width = max(lengths)
+        index = torch.tensor(list(rows), device=self._layers[0][0].device)
         layers = []
-        for i in range(len(self._rest[rows[0]])):
-            ks, vs = [], []
-            for r, n in zip(rows, lengths):
-                k, v = self._rest[r][i]
-                pad = width - n
-                ks.append(torch.nn.functional.pad(k, (0, 0, pad, 0)) if pad else k)
-                vs.append(torch.nn.functional.pad(v, (0, 0, pad, 0)) if pad else v)
-            k, v = torch.stack(ks), torch.stack(vs)
+        for i, (keys, values) in enumerate(self._layers):
+            k, v = keys[index, :, self._width - width:], values[index, :, self._width - width:]
             if self.shared:
                 sk, sv = self._shared_kv[i]
                 k = torch.cat([sk.expand(len(rows), -1, -1, -1), k], dim=2)
