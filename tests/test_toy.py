@@ -323,12 +323,14 @@ def test_multiple_choice_questions_list_every_value_once_and_round_trip():
     for q in pool[:50]:
         assert sorted(q.order) == list("0123456789")
         assert task.parse_question(q.text) == q
+        assert all(letter == "ABCDEFGHIJ"[int(value)] for letter, value in q.options)  # a fixed key
+        assert q.text.split()[3:] == [letter + value for letter, value in q.options]
     orders = {q.order for q in pool}
-    assert len(orders) > len(pool) // 2  # an order of its own for (nearly) every question
+    assert len(orders) > len(pool) // 2  # a listing order of its own for (nearly) every question
     with pytest.raises(ValueError, match="distinct values"):
-        task.parse_question("a1 f*3+1 g+2 A1 B1")
-    with pytest.raises(ValueError, match="A, B"):
-        task.parse_question("a1 f*3+1 g+2 B1 A2")
+        task.parse_question("a1 f*3+1 g+2 B1 B1")
+    with pytest.raises(ValueError, match="under their letters"):
+        task.parse_question("a1 f*3+1 g+2 A1 B0")
 
 
 def test_multiple_choice_paths_end_with_the_letter_of_the_same_computation():

@@ -39,8 +39,8 @@ class ToyTaskSpec:
     #: of x +- d) with probability ``late_slip_rate * d``; 0 (the default) turns it off (D3).
     late_slip_rate: float = 0.0
     late_slip_step: int = 6  # step index of the late slip (6: step "h", starts at char 52)
-    #: Multiple choice: the question lists every value under a letter (A-J, a per-question order)
-    #: and the path ends with ``\\boxed{<letter>}``; graded as kind "multiple_choice".
+    #: Multiple choice: the question lists every value under its letter (A0 ... J9, in an order of
+    #: its own) and the path ends with ``\\boxed{<letter>}``; graded as kind "multiple_choice".
     multiple_choice: bool = False
     name: str = "toy"  # the task's name: problem ids, ``Problem.source`` and the task registry
 
@@ -102,16 +102,21 @@ class ToyQuestion:
     b: int
     sign: str  # "+" or "-"
     d: int
-    order: str = ""  # multiple choice: the value under each letter A, B, ... ("" for a free answer)
+    order: str = ""  # multiple choice: the values in the order the options list them ("" for a free answer)
 
     @property
     def text(self) -> str:
         base = f"a{self.v0} f*{self.a}+{self.b} g{self.sign}{self.d}"
-        return base + "".join(f" {letter}{value}" for letter, value in zip(CHOICE_LETTERS, self.order))
+        return base + "".join(f" {self.letter_of(int(value))}{value}" for value in self.order)
 
     def letter_of(self, value: int) -> str:
-        """The letter under which a multiple-choice question lists ``value``."""
-        return CHOICE_LETTERS[self.order.index(str(value))]
+        """The letter of option ``value``: A for 0, B for 1, ... (a fixed key; the listing order varies)."""
+        return CHOICE_LETTERS[value]
+
+    @property
+    def options(self) -> tuple[tuple[str, str], ...]:
+        """(letter, value) of each option, in the order the question lists them."""
+        return tuple((self.letter_of(int(value)), value) for value in self.order)
 
 
 _QUESTION_RE = re.compile(r"a(\d) f\*(\d)\+(\d) g([+-])(\d)((?: [A-J]\d)*)")
@@ -123,13 +128,13 @@ def parse_question(text: str) -> ToyQuestion:
     if not m:
         raise ValueError(f"not a toy question: {text!r}")
     options = m[6].split()
-    if [o[0] for o in options] != list(CHOICE_LETTERS[: len(options)]) or len({o[1] for o in options}) != len(options):
-        raise ValueError(f"not a toy question: {text!r} (options must be A, B, ... with distinct values)")
+    if any(o[0] != CHOICE_LETTERS[int(o[1])] for o in options) or len({o[1] for o in options}) != len(options):
+        raise ValueError(f"not a toy question: {text!r} (options must be distinct values under their letters: A0, B1, ...)")
     return ToyQuestion(int(m[1]), int(m[2]), int(m[3]), m[4], int(m[5]), "".join(o[1] for o in options))
 
 
 def choice_order(q: ToyQuestion, spec: ToyTaskSpec) -> str:
-    """The values under the letters of a multiple-choice question: a permutation of
+    """The order in which a multiple-choice question lists its options: a permutation of the values
     0..modulus-1 drawn from a hash of the question (the same on every machine)."""
     seed = int(hashlib.sha256(f"{q.v0}{q.a}{q.b}{q.sign}{q.d}".encode()).hexdigest()[:8], 16)
     return "".join(str(v) for v in np.random.default_rng(seed).permutation(spec.modulus))

@@ -56,7 +56,7 @@ def to_problem(q: ToyQuestion, split: str, spec: ToyTaskSpec = DEFAULT_SPEC) -> 
         answer=q.letter_of(value) if spec.multiple_choice else str(value),
         kind="multiple_choice" if spec.multiple_choice else "toy",
         source=spec.name,
-        options=tuple(zip(CHOICE_LETTERS, q.order)) if spec.multiple_choice else None,
+        options=q.options if spec.multiple_choice else None,
         meta={
             "split": split,
             "difficulty": q.b,
