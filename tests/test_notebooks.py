@@ -108,6 +108,7 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
         assert 0 <= row["cons"] <= 1 and 0 <= row["avg_kept"] <= 1 and row["tokens"] > 0, row
         assert row["tokens"] <= full[row["n"]] + 1e-9, row  # pruning never spends more than the N full paths
     assert set(prog["cons_gain_at_equal_tokens"]) == {row["schedule"] for row in curve} - {"single_L"}
+    assert str(prog["prefix_len"]) in m["05"]["auroc_within_by_len"]  # the length STOP was trained at is swept
     recipe = m["05"]["recipe"]
     assert {row["law"] for row in recipe["rows"]} == {"fitted", "paper"}
     for row in recipe["rows"]:
