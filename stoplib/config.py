@@ -16,11 +16,12 @@ Scales:
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from . import params
 from .engines.base import SamplingParams
@@ -220,6 +221,24 @@ def check_config(config: RunConfig) -> None:
     if context is not None and config.prefix_len >= context:
         raise ValueError(f"prefix_len={config.prefix_len} must be below the maximum context of model "
                          f"{config.model!r} ({context} tokens, with the prompt): lower prefix_len")
+
+
+def with_label_lengths(config: RunConfig, lengths: Sequence[int]) -> RunConfig:
+    """``config`` with its labels cut at every prefix length in ``lengths``, so that a STOP trained
+    on them ranks prefixes of each length (the run's own STOP sees one length, the paper's
+    protocol). A problem keeps the run's number of labelled prefixes, spread over the lengths
+    (``max_prefixes_per_problem`` divided by their number, at least 1; unlimited stays unlimited),
+    so the construction costs about what the run's does. The store keys follow the labels."""
+    items = [] if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__iter__") else list(lengths)
+    if not items or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1 for x in items):
+        raise ValueError(f"lengths={lengths!r} must be a non-empty list of positive integers (prefix lengths in tokens)")
+    wanted = sorted({int(x) for x in items})
+    cap = config.labels.max_prefixes_per_problem
+    labels = replace(config.labels, prefix_lens=tuple(wanted),
+                     max_prefixes_per_problem=None if cap is None else max(1, cap // len(wanted)))
+    derived = replace(config, labels=labels)
+    check_config(derived)
+    return derived
 
 
 #: Sequences submitted per engine call by dataset construction and the bank with vLLM, which

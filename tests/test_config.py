@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stoplib import stages
-from stoplib.config import resolve
+from stoplib.config import resolve, with_label_lengths
 from stoplib.problems import save_problems
 from stoplib.store import config_hash
 from stoplib.tasks import arithmetic
@@ -73,6 +73,23 @@ def test_engine_and_prompt_change_the_keys_paths_do_not(tmp_path):
     # a different prompt (few-shot examples) changes the inputs' hash
     few = resolve("tiny", prompt=hf.prompt.__class__(few_shot=(("q", "a"),)))
     assert stages.bank_key(few)["inputs"] != stages.bank_key(hf)["inputs"]
+
+
+def test_labels_at_several_lengths_spread_the_prefixes_of_a_problem_over_them():
+    run = resolve("small", model="toy")  # 8 prefixes per kept problem, at L = 36
+    several = with_label_lengths(run, [72, 18, 36, 54, 36])
+    assert several.labels.prefix_lens == (18, 36, 54, 72)
+    assert several.labels.max_prefixes_per_problem == 8 // 4
+    assert with_label_lengths(run, range(10, 110, 10)).labels.max_prefixes_per_problem == 1  # at least one each
+    assert with_label_lengths(resolve("tiny"), [18, 36]).labels.max_prefixes_per_problem is None  # every path stays every path
+    assert several.prefix_len == run.prefix_len and several.train == run.train  # only the labels change
+    assert config_hash(stages.labels_key(several)) != config_hash(stages.labels_key(run))  # a store entry of its own
+    assert config_hash(stages.bank_key(several)) == config_hash(stages.bank_key(run))  # the same bank is scored
+    for bad in ([], "36", [0, 36], [True], [36.5], None):
+        with pytest.raises(ValueError, match="lengths"):
+            with_label_lengths(run, bad)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        with_label_lengths(run, [36, run.labels.sampling.max_new_tokens])
 
 
 def test_editing_a_problems_file_changes_the_labels_key(tmp_path):

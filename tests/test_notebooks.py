@@ -109,6 +109,7 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
         assert row["tokens"] <= full[row["n"]] + 1e-9, row  # pruning never spends more than the N full paths
     assert set(prog["cons_gain_at_equal_tokens"]) == {row["schedule"] for row in curve} - {"single_L"}
     assert str(prog["prefix_len"]) in m["05"]["auroc_within_by_len"]  # the length STOP was trained at is swept
+    assert m["05"]["stop_trained_at"] == [prog["prefix_len"]]  # by default notebook 02's STOP, one length
     recipe = m["05"]["recipe"]
     assert {row["law"] for row in recipe["rows"]} == {"fitted", "paper"}
     for row in recipe["rows"]:
@@ -133,6 +134,15 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     assert ab["setting"]["no_pruning"] == pytest.approx(m["03"]["no_pruning"]["accuracy"])
     assert {(g["axis"], g["value"]) for g in ab["verifier_gap"]} == {(r["axis"], r["value"]) for r in ab["runs"]}
     assert ab["more_axes"] == {}  # none unless asked for
+
+    if model == "toy":  # notebook 05 again, with a STOP trained at every length it is asked to rank at
+        run_notebooks("tiny", results_root=results, figures_dir=figures, only=["05"],
+                      extra={"model": model, "stop_lengths": "sweep"})
+        law = load_metrics("05_scaling_law", results, run)
+        swept = {int(length) for length in law["auroc_within_by_len"]}
+        checked = {int(length) for length in law["progressive"]["auroc_within"]}
+        assert law["stop_trained_at"] == sorted(swept | checked) and len(law["stop_trained_at"]) > 1
+        check_finite(law)
 
     if model == "toy":  # notebook 06 again, with the other suspects of the STOP-vs-verifier gap
         run_notebooks("tiny", results_root=results, figures_dir=figures, only=["06"],
