@@ -6,6 +6,7 @@ left by a kill is dropped on the next open.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -58,10 +59,15 @@ def _scan_jsonl(f: BinaryIO, name: str, visit: Callable[[int, dict], None]) -> t
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """All committed records of a JSONL log, read-only (a torn last line is ignored)."""
+    """All committed records of a JSONL log, read-only (a torn last line is ignored).
+
+    The file is read in one pass to its end first: another process may be appending to it (a
+    dataset construction worker reads every worker's log), and iterating lines of the live file
+    would go on past the end it first met, taking a line being written for a corrupt one."""
     out: list[dict] = []
     with open(path, "rb") as f:
-        _scan_jsonl(f, str(path), lambda _, rec: out.append(rec))
+        snapshot = io.BytesIO(f.read())  # a prefix of an append-only file: only its last line can be torn
+    _scan_jsonl(snapshot, str(path), lambda _, rec: out.append(rec))
     return out
 
 

@@ -219,6 +219,41 @@ def test_jsonl_log_corruption_in_middle_raises(tmp_path):
     assert p.read_text() == '{"id": 0}\n{"id": 0}\n'  # a failed open modifies nothing
 
 
+def test_reading_a_log_another_process_is_appending_to(tmp_path, monkeypatch):
+    """A reader that meets the end of the file inside a line being written reads the records
+    before it; it does not go on to the rest of that line and call the log corrupt."""
+    import io
+
+    from stoplib import jsonl_log
+
+    p = tmp_path / "log.jsonl"
+    whole = "".join(json.dumps({"id": i, "pad": "x" * 50}) + "\n" for i in range(6)).encode()
+    p.write_bytes(whole)
+    cut = whole.index(b"\n", len(whole) // 2) + 20  # the end as first met: inside the 5th line
+
+    class Growing(io.RawIOBase):  # the file as a concurrent reader sees it: EOF at `cut`, then the rest
+        def __init__(self):
+            self.parts, self.pos = [whole[:cut], b"", whole[cut:], b""], 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            if not self.parts:
+                return 0
+            part = self.parts[0]
+            n = min(len(buffer), len(part) - self.pos)
+            buffer[:n] = part[self.pos:self.pos + n]
+            self.pos += n
+            if self.pos == len(part):
+                self.parts.pop(0)
+                self.pos = 0
+            return n
+
+    monkeypatch.setattr(jsonl_log, "open", lambda *args, **kwargs: io.BufferedReader(Growing(), 16), raising=False)
+    assert [r["id"] for r in read_jsonl(p)] == [0, 1, 2, 3]
+
+
 def test_jsonl_log_single_writer(tmp_path):
     p = tmp_path / "log.jsonl"
     first = JsonlLog(p, key="id")
