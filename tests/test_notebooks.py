@@ -133,7 +133,7 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     assert ab["verifier"]["accuracy"] == pytest.approx(m["03"]["verifier"]["accuracy"])
     assert ab["setting"]["no_pruning"] == pytest.approx(m["03"]["no_pruning"]["accuracy"])
     assert {(g["axis"], g["value"]) for g in ab["verifier_gap"]} == {(r["axis"], r["value"]) for r in ab["runs"]}
-    assert ab["more_axes"] == {}  # none unless asked for
+    assert ab["more_axes"] == {} and ab["label_shares"] == []  # none unless asked for
 
     if model == "toy":  # notebook 05 again, with a STOP trained at every length it is asked to rank at
         run_notebooks("tiny", results_root=results, figures_dir=figures, only=["05"],
@@ -147,7 +147,17 @@ def test_suite_runs_at_tiny_scale_with_sane_values(model, tmp_path):
     if model == "toy":  # notebook 06 again, with the other suspects of the STOP-vs-verifier gap
         run_notebooks("tiny", results_root=results, figures_dir=figures, only=["06"],
                       extra={"model": model, "more_axes": "lr,embedding_init,label_fraction"})
-        more = load_metrics("06_ablations", results, run)["more_axes"]
+        again = load_metrics("06_ablations", results, run)
+        more = again["more_axes"]
+        shares = again["label_shares"]  # the verifier on the same shares of the labels
+        assert [row["label_fraction"] for row in shares] == [0.25, 0.5, 1.0]
+        assert shares[-1]["verifier"] == pytest.approx(m["03"]["verifier"]["accuracy"])  # all labels: notebook 03's
+        stop_by_share = {row["value"]: row["accuracy"] for row in more["label_fraction"]}
+        for row in shares:
+            assert row["stop"] == pytest.approx(stop_by_share[row["label_fraction"]]), row
+            assert row["verifier_ci_low"] <= row["verifier"] <= row["verifier_ci_high"], row
+            assert row["ci_low"] <= row["stop_minus_verifier"] <= row["ci_high"], row
+            assert row["stop_minus_verifier"] == pytest.approx(row["stop"] - row["verifier"]), row
         assert set(more) == {"lr", "embedding_init", "label_fraction"}
         assert {row["value"] for row in more["embedding_init"]} == {"vocab", "mean", "random"}
         for axis, rows in more.items():
