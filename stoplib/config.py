@@ -227,7 +227,8 @@ def with_label_lengths(config: RunConfig, lengths: Sequence[int]) -> RunConfig:
     """``config`` with its labels cut at every prefix length in ``lengths``, so that a STOP trained
     on them ranks prefixes of each length (the run's own STOP sees one length, the paper's
     protocol). A problem keeps the run's number of labelled prefixes, spread over the lengths
-    (``max_prefixes_per_problem`` divided by their number, at least 1; unlimited stays unlimited),
+    (``max_prefixes_per_problem`` divided by their number, at least 1; unlimited stays unlimited)
+    and over its paths (each length takes the next paths in turn: :func:`labels.prefix_paths`),
     so the construction costs about what the run's does. The store keys follow the labels."""
     items = [] if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__iter__") else list(lengths)
     if not items or not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1 for x in items):

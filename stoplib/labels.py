@@ -118,6 +118,17 @@ def _order(unit: tuple[str, dict, int]) -> tuple[int, int]:
     return unit[2], unit[1]["sample_index"]
 
 
+def prefix_paths(paths: Sequence[Any], cap: int | None, turn: int) -> list[Any]:
+    """The filter paths labelled at the ``turn``-th prefix length: every one without a cap, else
+    ``cap`` of them, each length taking the next ones in turn (wrapping around), so that with
+    several lengths a problem's prefixes come from as many different paths as there are: a STOP
+    learns to tell paths of one problem apart only from labels of different paths."""
+    if cap is None or not paths:
+        return list(paths)
+    start = (turn * cap) % len(paths)
+    return (list(paths[start:]) + list(paths[:start]))[:cap]
+
+
 def _read_logs(out_dir: Path, name: str) -> list[dict]:
     """The committed records of every worker's ``logs/<name>-<i>.jsonl``."""
     return [r for path in sorted((out_dir / "logs").glob(f"{name}-*.jsonl")) for r in read_jsonl(path)]
@@ -159,9 +170,9 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
         rec = filtered.get(problem.id)
         if rec is None or not rec["kept"]:
             continue
-        for length in config.prefix_lens:
+        for turn, length in enumerate(config.prefix_lens):
             paths = [q for q in rec["paths"] if q["length"] > length]  # ends after L: a real prefix
-            for q in paths[: config.max_prefixes_per_problem]:
+            for q in prefix_paths(paths, config.max_prefixes_per_problem, turn):
                 units.append((problem.id, q, length))
     done = {_label_key(r) for r in _read_logs(out_dir, "labels")}
     label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)

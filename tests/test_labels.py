@@ -15,7 +15,7 @@ import pytest
 
 from stoplib.engines.base import SamplingParams
 from stoplib.engines.hf import HFEngine
-from stoplib.labels import LabelConfig, build_labels, rollout_seed, split_of
+from stoplib.labels import LabelConfig, build_labels, prefix_paths, rollout_seed, split_of
 from stoplib.problems import Problem
 from stoplib.train import load_label_records
 
@@ -94,6 +94,22 @@ def test_labels_follow_the_recipe(tiny_model_dir, tmp_path):
     assert read(tmp_path / "w2" / "labels.jsonl") == labels
     assert read(tmp_path / "w2" / "filter.jsonl") == filtered
     assert len(list((tmp_path / "w2" / "logs").glob("labels-*.jsonl"))) == 2
+
+
+def test_each_prefix_length_takes_the_next_paths_in_turn(tiny_model_dir, tmp_path):
+    paths = list("abcde")
+    assert prefix_paths(paths, None, 3) == paths  # no cap: every path at every length
+    assert [prefix_paths(paths, 2, turn) for turn in range(4)] == [["a", "b"], ["c", "d"], ["e", "a"], ["b", "c"]]
+    assert sorted(prefix_paths(paths, 8, 1)) == paths and prefix_paths([], 2, 1) == []
+    # one prefix per length: a problem's two labelled prefixes come from two different paths
+    run_job(tiny_model_dir, tmp_path / "one", config=LabelConfig(**{**CONFIG.__dict__, "max_prefixes_per_problem": 1}))
+    labels, filtered = read(tmp_path / "one" / "labels.jsonl"), read(tmp_path / "one" / "filter.jsonl")
+    for rec in filtered:
+        mine = {r["prefix_len"]: r["sample_index"] for r in labels if r["problem_id"] == rec["problem_id"]}
+        eligible = [[p["sample_index"] for p in rec["paths"] if p["length"] > L] for L in (3, 6)]
+        assert [mine.get(L) for L in (3, 6)] == [prefix_paths(e, 1, turn)[0] if e else None
+                                                 for turn, (e, L) in enumerate(zip(eligible, (3, 6)))]
+    assert any(len(set(r["sample_index"] for r in labels if r["problem_id"] == f["problem_id"])) == 2 for f in filtered)
 
 
 def test_band_filter_drops_problems(tiny_model_dir, tmp_path):
