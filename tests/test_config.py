@@ -79,9 +79,10 @@ def test_labels_at_several_lengths_spread_the_prefixes_of_a_problem_over_them():
     run = resolve("small", model="toy")  # 8 prefixes per kept problem, at L = 36
     several = with_label_lengths(run, [72, 18, 36, 54, 36])
     assert several.labels.prefix_lens == (18, 36, 54, 72)
-    assert several.labels.max_prefixes_per_problem == 8 // 4
-    assert with_label_lengths(run, range(10, 110, 10)).labels.max_prefixes_per_problem == 1  # at least one each
-    assert with_label_lengths(resolve("tiny"), [18, 36]).labels.max_prefixes_per_problem is None  # every path stays every path
+    assert several.labels.max_prefixes_per_problem == 8  # the run's number at every length
+    assert with_label_lengths(run, [18, 36, 54, 72], spread=True).labels.max_prefixes_per_problem == 8 // 4
+    assert with_label_lengths(run, range(10, 110, 10), spread=True).labels.max_prefixes_per_problem == 1  # one each
+    assert with_label_lengths(resolve("tiny"), [18, 36], spread=True).labels.max_prefixes_per_problem is None
     assert several.prefix_len == run.prefix_len and several.train == run.train  # only the labels change
     assert config_hash(stages.labels_key(several)) != config_hash(stages.labels_key(run))  # a store entry of its own
     assert config_hash(stages.bank_key(several)) == config_hash(stages.bank_key(run))  # the same bank is scored
