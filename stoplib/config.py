@@ -229,7 +229,7 @@ def with_label_lengths(config: RunConfig, lengths: Sequence[int], *, spread: boo
     protocol). Each length gets the run's number of labelled prefixes per problem, so the
     construction costs about the run's times the number of lengths. ``spread=True`` keeps the
     run's cost instead: the run's number per problem divided over the lengths (at least 1 each;
-    unlimited stays unlimited), each length taking the next paths in turn
+    unlimited stays unlimited), each length taking the next paths
     (:func:`labels.prefix_paths`). On the long organism that left too few labels per length: a STOP
     trained on one prefix per problem at each of 7 lengths ranked at random at every length
     (within-problem AUROC 0.49-0.59). The store keys follow the labels."""

@@ -118,14 +118,13 @@ def _order(unit: tuple[str, dict, int]) -> tuple[int, int]:
     return unit[2], unit[1]["sample_index"]
 
 
-def prefix_paths(paths: Sequence[Any], cap: int | None, turn: int) -> list[Any]:
-    """The filter paths labelled at the ``turn``-th prefix length: every one without a cap, else
-    ``cap`` of them, each length taking the next ones in turn (wrapping around), so that with
-    several lengths a problem's prefixes come from as many different paths as there are: a STOP
-    learns to tell paths of one problem apart only from labels of different paths."""
+def prefix_paths(paths: Sequence[Any], cap: int | None, position: int) -> list[Any]:
+    """The filter paths labelled at the ``position``-th prefix length: every one without a cap, else
+    ``cap`` of them, each length starting where the one before stopped (wrapping around), so that
+    with several lengths a problem's prefixes come from as many different paths as there are."""
     if cap is None or not paths:
         return list(paths)
-    start = (turn * cap) % len(paths)
+    start = (position * cap) % len(paths)
     return (list(paths[start:]) + list(paths[:start]))[:cap]
 
 
@@ -170,9 +169,9 @@ def _construct(engine: Engine, todo: Sequence[tuple[Problem, list[int]]], config
         rec = filtered.get(problem.id)
         if rec is None or not rec["kept"]:
             continue
-        for turn, length in enumerate(config.prefix_lens):
+        for position, length in enumerate(config.prefix_lens):
             paths = [q for q in rec["paths"] if q["length"] > length]  # ends after L: a real prefix
-            for q in prefix_paths(paths, config.max_prefixes_per_problem, turn):
+            for q in prefix_paths(paths, config.max_prefixes_per_problem, position):
                 units.append((problem.id, q, length))
     done = {_label_key(r) for r in _read_logs(out_dir, "labels")}
     label_log = JsonlLog(out_dir / "logs" / f"labels-{worker}.jsonl", key=_label_key)

@@ -96,10 +96,10 @@ def test_labels_follow_the_recipe(tiny_model_dir, tmp_path):
     assert len(list((tmp_path / "w2" / "logs").glob("labels-*.jsonl"))) == 2
 
 
-def test_each_prefix_length_takes_the_next_paths_in_turn(tiny_model_dir, tmp_path):
+def test_each_prefix_length_takes_the_paths_after_the_last_ones(tiny_model_dir, tmp_path):
     paths = list("abcde")
     assert prefix_paths(paths, None, 3) == paths  # no cap: every path at every length
-    assert [prefix_paths(paths, 2, turn) for turn in range(4)] == [["a", "b"], ["c", "d"], ["e", "a"], ["b", "c"]]
+    assert [prefix_paths(paths, 2, position) for position in range(4)] == [["a", "b"], ["c", "d"], ["e", "a"], ["b", "c"]]
     assert sorted(prefix_paths(paths, 8, 1)) == paths and prefix_paths([], 2, 1) == []
     # one prefix per length: a problem's two labelled prefixes come from two different paths
     run_job(tiny_model_dir, tmp_path / "one", config=LabelConfig(**{**CONFIG.__dict__, "max_prefixes_per_problem": 1}))
@@ -107,8 +107,8 @@ def test_each_prefix_length_takes_the_next_paths_in_turn(tiny_model_dir, tmp_pat
     for rec in filtered:
         mine = {r["prefix_len"]: r["sample_index"] for r in labels if r["problem_id"] == rec["problem_id"]}
         eligible = [[p["sample_index"] for p in rec["paths"] if p["length"] > L] for L in (3, 6)]
-        assert [mine.get(L) for L in (3, 6)] == [prefix_paths(e, 1, turn)[0] if e else None
-                                                 for turn, (e, L) in enumerate(zip(eligible, (3, 6)))]
+        assert [mine.get(L) for L in (3, 6)] == [prefix_paths(e, 1, position)[0] if e else None
+                                                 for position, (e, L) in enumerate(zip(eligible, (3, 6)))]
     assert any(len(set(r["sample_index"] for r in labels if r["problem_id"] == f["problem_id"])) == 2 for f in filtered)
 
 
