@@ -75,7 +75,7 @@ def test_engine_and_prompt_change_the_keys_paths_do_not(tmp_path):
     assert stages.bank_key(few)["inputs"] != stages.bank_key(hf)["inputs"]
 
 
-def test_labels_at_several_lengths_spread_the_prefixes_of_a_problem_over_them():
+def test_labels_at_several_lengths_label_each_length_as_the_run_labels_one():
     run = resolve("small", model="toy")  # 8 prefixes per kept problem, at L = 36
     several = with_label_lengths(run, [72, 18, 36, 54, 36])
     assert several.labels.prefix_lens == (18, 36, 54, 72)
