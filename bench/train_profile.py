@@ -13,7 +13,7 @@ prints the self CPU time per training step, grouped by kind of operation:
 The last column is the epoch's wall time per step under the profiler; what the ops leave of it is
 Python (module calls, peft, transformers' masks) and the profiler's own cost.
 
-Then the verifier's epoch at LoRA dropout 0.05 (what notebook 03 trains) and at 0, alternated
+Then the verifier's epoch at its LoRA dropout (notebook 03's, 0.05) and at 0, alternated
 ``--repeats`` times in this process: the ratio is what giving up its dropout would save.
 
 STOP's states are built before its profiled epoch (a second training on the same records reuses
@@ -108,17 +108,18 @@ def main() -> None:
     labels_dir, _ = stages.labels_stage(config, progress=False)
     train = load_label_records(labels_dir / "train.jsonl")[: args.batches * config.train.batch_size]
     data = (train, load_label_records(labels_dir / "val.jsonl")[: config.train.batch_size])
+    dropout = verifier_config(config).lora_dropout  # the verifier notebook 03 trains
     stop_epoch(config, data)  # builds the cached states the profiled training reuses
     rows = {"STOP (cached states)": profiled(lambda: stop_epoch(config, data), args.batches),
-            "verifier": profiled(lambda: verifier_epoch(config, data, 0.05), args.batches)}
+            "verifier": profiled(lambda: verifier_epoch(config, data, dropout), args.batches)}
     print(f"{len(train)} training records in batches of {config.train.batch_size}; self CPU time under the profiler")
     print_table(rows)
-    seconds: dict[float, list[float]] = {0.05: [], 0.0: []}
+    seconds: dict[float, list[float]] = {dropout: [], 0.0: []}
     for r in range(args.repeats):
-        for dropout in ((0.05, 0.0) if r % 2 == 0 else (0.0, 0.05)):
-            seconds[dropout].append(verifier_epoch(config, data, dropout).history[-1]["seconds"])
-    with_dropout, without = (statistics.median(seconds[d]) for d in (0.05, 0.0))
-    print(f"verifier epoch ({args.batches} batches): dropout 0.05 {with_dropout:.2f}s, dropout 0 {without:.2f}s, "
+        for p in ((dropout, 0.0) if r % 2 == 0 else (0.0, dropout)):
+            seconds[p].append(verifier_epoch(config, data, p).history[-1]["seconds"])
+    with_dropout, without = (statistics.median(seconds[p]) for p in (dropout, 0.0))
+    print(f"verifier epoch ({args.batches} batches): dropout {dropout} {with_dropout:.2f}s, dropout 0 {without:.2f}s, "
           f"ratio {with_dropout / without:.2f}x")
 
 
